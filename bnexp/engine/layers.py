@@ -1,0 +1,455 @@
+"""Layers with hand-written forward and backward passes.
+
+Every layer shares one interface, so that they are interchangeable:
+
+    y = layer.forward(x, train)   # x: (N, D_in) -> y: (N, D_out)
+    dx = layer.backward(dy)       # dy: (N, D_out) -> dx: (N, D_in)
+
+Trainable arrays live in ``layer.params``; ``backward`` writes their gradients
+under the same keys in ``layer.grads`` (overwriting, not accumulating: one
+backward per step). Running statistics live in ``layer.buffers``.
+
+Speed: arrays returned by ``forward``/``backward`` are work buffers owned by the
+layer and reused by the next call with the same batch size, so no step
+allocates large arrays. They stay valid until the layer's next call; copy them
+if you need to keep them. No argument array is ever modified in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "Layer",
+    "Linear",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Identity",
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "Dropout",
+]
+
+
+class Layer:
+    """Base class: the shared interface and the work-buffer pool."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self._work: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _buf(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A reusable uninitialised array, one per (name, shape)."""
+        key = (name, shape)
+        a = self._work.get(key)
+        if a is None or a.dtype != dtype:
+            a = np.empty(shape, dtype=dtype)
+            self._work[key] = a
+        return a
+
+    def _need_cache(self, name: str):
+        value = getattr(self, name, None)
+        if value is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Linear(Layer):
+    """Affine map ``y = x @ W + b``.
+
+    x: (N, in_features), W: (in_features, out_features), b: (out_features,).
+    W ~ Normal(0, std**2), with std = sqrt(1 / in_features) when not given;
+    b = 0. Set ``input_grad = False`` on a first layer to skip computing dx
+    (``backward`` then returns None).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rng: np.random.Generator,
+        std: float | None = None,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear: in_features={in_features} and out_features={out_features} must be >= 1"
+            )
+        self.in_features, self.out_features = in_features, out_features
+        if std is None:
+            std = float(np.sqrt(1.0 / in_features))
+        W = rng.standard_normal((in_features, out_features)) * std
+        self.params["W"] = W.astype(dtype)
+        self.grads["W"] = np.zeros_like(self.params["W"])
+        if bias:
+            self.params["b"] = np.zeros(out_features, dtype=dtype)
+            self.grads["b"] = np.zeros_like(self.params["b"])
+        self.input_grad = True
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        W = self.params["W"]
+        y = self._buf("y", (x.shape[0], self.out_features), np.result_type(x, W))
+        np.matmul(x, W, out=y)
+        if "b" in self.params:
+            np.add(y, self.params["b"], out=y)
+        self._x = x
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        x = self._need_cache("_x")
+        np.matmul(x.T, dy, out=self.grads["W"])
+        if "b" in self.params:
+            np.sum(dy, axis=0, out=self.grads["b"])
+        if not self.input_grad:
+            return None
+        W = self.params["W"]
+        dx = self._buf("dx", x.shape, np.result_type(dy, W))
+        return np.matmul(dy, W.T, out=dx)
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, bias={'b' in self.params})"
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; shapes (N, D) -> (N, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        y = self._buf("y", x.shape, x.dtype)
+        np.maximum(x, 0, out=y)
+        self._y = y
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._need_cache("_y")
+        mask = self._buf("mask", y.shape, np.dtype(bool))
+        np.greater(y, 0, out=mask)
+        dx = self._buf("dx", y.shape, dy.dtype)
+        # A multiply by the mask, not a boolean-mask assignment: one pass, no gather.
+        return np.multiply(dy, mask, out=dx)
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))``, computed as ``(1 + tanh(x/2)) / 2`` so that
+    no input overflows; shapes (N, D) -> (N, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        y = self._buf("y", x.shape, x.dtype)
+        np.multiply(x, 0.5, out=y)
+        np.tanh(y, out=y)
+        np.add(y, 1.0, out=y)
+        np.multiply(y, 0.5, out=y)
+        self._y = y
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._need_cache("_y")
+        dx = self._buf("dx", y.shape, dy.dtype)
+        np.subtract(1.0, y, out=dx)  # dy * y * (1 - y)
+        np.multiply(dx, y, out=dx)
+        return np.multiply(dx, dy, out=dx)
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``; shapes (N, D) -> (N, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        y = self._buf("y", x.shape, x.dtype)
+        np.tanh(x, out=y)
+        self._y = y
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._need_cache("_y")
+        dx = self._buf("dx", y.shape, dy.dtype)
+        np.multiply(y, y, out=dx)  # dy * (1 - y**2)
+        np.subtract(1.0, dx, out=dx)
+        return np.multiply(dx, dy, out=dx)
+
+
+class Identity(Layer):
+    """``y = x``; returns its argument unchanged (and unmodified)."""
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy
+
+
+def _affine_params(layer: Layer, D: int, affine: bool, dtype) -> None:
+    if affine:
+        layer.params["gamma"] = np.ones(D, dtype=dtype)
+        layer.params["beta"] = np.zeros(D, dtype=dtype)
+        layer.grads["gamma"] = np.zeros(D, dtype=dtype)
+        layer.grads["beta"] = np.zeros(D, dtype=dtype)
+
+
+def _check_sizes(layer: str, eps: float, **sizes: int) -> None:
+    for key, value in sizes.items():
+        if not value >= 1:
+            raise ValueError(f"{layer}: {key}={value} must be >= 1")
+    if not eps >= 0:
+        raise ValueError(f"{layer}: eps={eps} must be >= 0")
+
+
+class BatchNorm(Layer):
+    """Batch normalization over the batch axis, with PyTorch's BatchNorm1d semantics.
+
+    x: (N, D) -> y: (N, D). Train mode normalizes with the batch mean and the
+    biased batch variance, and updates ``running = (1 - momentum) * running +
+    momentum * batch`` with the *unbiased* batch variance stored in
+    ``running_var``; ``momentum=None`` makes that a cumulative average. Eval
+    mode uses the running statistics (the batch's when
+    ``track_running_stats=False``). Buffers start at mean 0, variance 1.
+    """
+
+    def __init__(
+        self,
+        D: int,
+        momentum: float | None = 0.1,
+        eps: float = 1e-5,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        super().__init__()
+        _check_sizes("BatchNorm", eps, D=D)
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum={momentum} must be in [0, 1] or None")
+        self.D, self.momentum, self.eps = D, momentum, eps
+        self.affine, self.track_running_stats = affine, track_running_stats
+        _affine_params(self, D, affine, dtype)
+        if track_running_stats:
+            self.buffers["running_mean"] = np.zeros(D, dtype=dtype)
+            self.buffers["running_var"] = np.ones(D, dtype=dtype)
+            self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
+        self._xhat: np.ndarray | None = None
+        self._inv_std: np.ndarray | None = None
+        self._batch_stats = True
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        N, D = x.shape
+        if D != self.D:
+            raise ValueError(f"BatchNorm({self.D}) got input with {D} features")
+        use_batch = train or not self.track_running_stats
+        xhat = self._buf("xhat", x.shape, x.dtype)
+        if use_batch:
+            if train and N < 2:
+                raise ValueError(
+                    "BatchNorm: training needs a batch of at least 2 samples "
+                    f"(got {N}); with one, every output is beta and every gradient zero"
+                )
+            mean = x.mean(axis=0)  # (D,)
+            np.subtract(x, mean, out=xhat)
+            var = np.einsum("nd,nd->d", xhat, xhat) / N  # biased, (D,)
+            if train and self.track_running_stats:
+                self._update_running(mean, var, N)
+        else:
+            mean = self.buffers["running_mean"]
+            var = self.buffers["running_var"]
+            np.subtract(x, mean, out=xhat)
+        inv_std = 1.0 / np.sqrt(var + self.eps)  # (D,)
+        np.multiply(xhat, inv_std, out=xhat)
+        self._xhat, self._inv_std, self._batch_stats = xhat, inv_std, use_batch
+        if not self.affine:
+            return xhat
+        y = self._buf("y", x.shape, x.dtype)
+        np.multiply(xhat, self.params["gamma"], out=y)
+        return np.add(y, self.params["beta"], out=y)
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, N: int) -> None:
+        b = self.buffers
+        b["num_batches_tracked"] += 1
+        if self.momentum is None:
+            factor = 1.0 / float(b["num_batches_tracked"])
+        else:
+            factor = self.momentum
+        unbiased = var * (N / (N - 1))
+        b["running_mean"] *= 1.0 - factor
+        b["running_mean"] += factor * mean
+        b["running_var"] *= 1.0 - factor
+        b["running_var"] += factor * unbiased
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xhat = self._need_cache("_xhat")
+        N = xhat.shape[0]
+        tmp = self._buf("tmp", xhat.shape, dy.dtype)
+        dbeta = dy.sum(axis=0)  # (D,)
+        dgamma = np.einsum("nd,nd->d", dy, xhat)  # (D,)
+        if self.affine:
+            self.grads["beta"][...] = dbeta
+            self.grads["gamma"][...] = dgamma
+            scale = self.params["gamma"] * self._inv_std
+        else:
+            scale = self._inv_std
+        dx = self._buf("dx", xhat.shape, dy.dtype)
+        if not self._batch_stats:  # statistics are constants in eval mode
+            return np.multiply(dy, scale, out=dx)
+        # Compact form: dx = (gamma * inv_std / N) * (N*dy - sum(dy) - xhat * sum(dy*xhat))
+        np.multiply(dy, N, out=dx)
+        np.subtract(dx, dbeta, out=dx)
+        np.multiply(xhat, dgamma, out=tmp)
+        np.subtract(dx, tmp, out=dx)
+        return np.multiply(dx, scale / N, out=dx)
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchNorm({self.D}, momentum={self.momentum}, eps={self.eps}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats})"
+        )
+
+
+class _RowNorm(Layer):
+    """Shared machinery of LayerNorm and GroupNorm: per-sample statistics over
+    ``G`` groups of ``D // G`` consecutive features, the same in train and eval
+    mode, then a per-feature affine map."""
+
+    def __init__(self, D: int, groups: int, eps: float, affine: bool, dtype) -> None:
+        super().__init__()
+        name = type(self).__name__
+        _check_sizes(name, eps, D=D, groups=groups)
+        if D % groups != 0:
+            ok = [g for g in range(1, D + 1) if D % g == 0]
+            raise ValueError(
+                f"{name}: D={D} must be divisible by groups={groups}; "
+                f"groups that divide {D}: {', '.join(map(str, ok))}"
+            )
+        self.D, self.G, self.eps, self.affine = D, groups, eps, affine
+        _affine_params(self, D, affine, dtype)
+        self._xhat: np.ndarray | None = None
+        self._inv_std: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        N, D = x.shape
+        if D != self.D:
+            raise ValueError(f"{type(self).__name__}({self.D}) got input with {D} features")
+        K = D // self.G
+        xhat = self._buf("xhat", x.shape, x.dtype)
+        xg = x.reshape(N * self.G, K)  # one row per (sample, group)
+        hg = xhat.reshape(N * self.G, K)
+        mean = xg.mean(axis=1, keepdims=True)  # (N*G, 1)
+        np.subtract(xg, mean, out=hg)
+        var = np.einsum("rk,rk->r", hg, hg)[:, None] / K  # biased, (N*G, 1)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        np.multiply(hg, inv_std, out=hg)
+        self._xhat, self._inv_std = xhat, inv_std
+        if not self.affine:
+            return xhat
+        y = self._buf("y", x.shape, x.dtype)
+        np.multiply(xhat, self.params["gamma"], out=y)
+        return np.add(y, self.params["beta"], out=y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xhat = self._need_cache("_xhat")
+        N, D = xhat.shape
+        K = D // self.G
+        dxhat = self._buf("dxhat", xhat.shape, dy.dtype)
+        if self.affine:
+            np.sum(dy, axis=0, out=self.grads["beta"])
+            self.grads["gamma"][...] = np.einsum("nd,nd->d", dy, xhat)
+            np.multiply(dy, self.params["gamma"], out=dxhat)
+        else:
+            dxhat[...] = dy
+        # Compact form per row r: dx = (inv_std / K) * (K*dxhat - sum(dxhat) - xhat * sum(dxhat*xhat))
+        g = dxhat.reshape(N * self.G, K)
+        hg = xhat.reshape(N * self.G, K)
+        s1 = g.sum(axis=1, keepdims=True)
+        s2 = np.einsum("rk,rk->r", g, hg)[:, None]
+        dx = self._buf("dx", xhat.shape, dy.dtype)
+        out = dx.reshape(N * self.G, K)
+        np.multiply(g, K, out=out)
+        np.subtract(out, s1, out=out)
+        np.subtract(out, hg * s2, out=out)
+        np.multiply(out, self._inv_std / K, out=out)
+        return dx
+
+
+class LayerNorm(_RowNorm):
+    """Layer normalization: per-sample mean and biased variance over all D
+    features, the same in train and eval mode; x: (N, D) -> y: (N, D)."""
+
+    def __init__(
+        self, D: int, eps: float = 1e-5, affine: bool = True, *, dtype=np.float32
+    ) -> None:
+        super().__init__(D, 1, eps, affine, dtype)
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.D}, eps={self.eps}, affine={self.affine})"
+
+
+class GroupNorm(_RowNorm):
+    """Group normalization: per-sample statistics over ``groups`` groups of
+    ``D // groups`` consecutive features (PyTorch's GroupNorm on (N, C)
+    input); gamma and beta are per feature. x: (N, D) -> y: (N, D)."""
+
+    def __init__(
+        self, D: int, groups: int, eps: float = 1e-5, affine: bool = True, *, dtype=np.float32
+    ) -> None:
+        super().__init__(D, groups, eps, affine, dtype)
+
+    def __repr__(self) -> str:
+        return f"GroupNorm({self.D}, groups={self.G}, eps={self.eps}, affine={self.affine})"
+
+
+class Dropout(Layer):
+    """Inverted dropout: in train mode each unit is zeroed with probability
+    ``p`` and the survivors scaled by ``1 / (1 - p)``; identity in eval mode.
+    x: (N, D) -> y: (N, D)."""
+
+    def __init__(self, p: float, *, rng: np.random.Generator) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p={p} must be in [0, 1)")
+        self.p, self.rng = p, rng
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        if not train or self.p == 0.0:
+            self._mask = None
+            return x
+        mask = self._buf("mask", x.shape, x.dtype)
+        self.rng.random(dtype=mask.dtype, out=mask)
+        np.greater_equal(mask, self.p, out=mask)  # 1.0 where kept
+        np.multiply(mask, 1.0 / (1.0 - self.p), out=mask)
+        self._mask = mask
+        y = self._buf("y", x.shape, x.dtype)
+        return np.multiply(x, mask, out=y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._mask is None:
+            return dy
+        dx = self._buf("dx", dy.shape, dy.dtype)
+        return np.multiply(dy, self._mask, out=dx)
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p})"
