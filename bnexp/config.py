@@ -1,0 +1,419 @@
+"""Experiment configuration: frozen dataclasses with a default for every key,
+built from YAML and validated in one place.
+
+Every problem is collected and reported at once, one line each, as
+``dotted.key: got VALUE, expected WHAT``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("mnist5k", "synthetic", "mnist", "fashion-mnist")
+PREPROCESS = ("scale", "standardize")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+NORMS = ("none", "batch", "layer", "group")
+PLACEMENTS = ("before", "after")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+DTYPES = ("float32", "float64")
+SAMPLING = ("shuffle", "replacement")
+INIT_NAMES = ("he", "xavier")
+
+
+class ConfigError(Exception):
+    """One or more configuration problems, one line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# --- field checks: each returns (value, None) or (None, "expected ...") -----------
+
+Check = Callable[[Any], tuple[Any, str | None]]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_float(v: Any) -> float | None:
+    """A number, or a string YAML 1.1 left unparsed such as ``1e-5``."""
+    if _is_number(v):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def integer(lo: int | None = None, hi: int | None = None, allow_none: bool = False) -> Check:
+    want = "an integer" + (f" >= {lo}" if lo is not None else "") + (
+        f" <= {hi}" if hi is not None else "") + (" or null" if allow_none else "")
+
+    def check(v):
+        if v is None and allow_none:
+            return None, None
+        if isinstance(v, bool) or not isinstance(v, int):
+            return None, want
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return None, want
+        return v, None
+    return check
+
+
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           allow_none: bool = False) -> Check:
+    if lo is not None and hi is not None:
+        want = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    elif lo is not None:
+        want = f"a number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        want = "a number"
+    want += " or null" if allow_none else ""
+
+    def check(v):
+        if v is None and allow_none:
+            return None, None
+        f = _as_float(v)
+        if f is None or f != f:
+            return None, want
+        if lo is not None and (f <= lo if lo_open else f < lo):
+            return None, want
+        if hi is not None and f > hi:
+            return None, want
+        return f, None
+    return check
+
+
+def choice(options: tuple[str, ...]) -> Check:
+    want = "one of " + ", ".join(options)
+
+    def check(v):
+        return (v, None) if isinstance(v, str) and v in options else (None, want)
+    return check
+
+
+def boolean(v):
+    return (v, None) if isinstance(v, bool) else (None, "true or false")
+
+
+def optional_path(v):
+    return (v, None) if v is None or isinstance(v, str) else (None, "a directory path or null")
+
+
+def word(v):
+    ok = isinstance(v, str) and v.strip() and "/" not in v and v not in (".", "..")
+    return (v, None) if ok else (None, "a non-empty name without '/'")
+
+
+def widths(v):
+    want = "a list of integers >= 1, e.g. [100, 100]"
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not v:
+        return None, want
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in v):
+        return None, want
+    return tuple(v), None
+
+
+def weight_scale(v):
+    if isinstance(v, str) and v in INIT_NAMES:
+        return v, None
+    f = _as_float(v)
+    if f is not None and f > 0 and f == f and f != float("inf"):
+        return f, None
+    return None, "a positive number (Gaussian std), he or xavier"
+
+
+def spec(default: Any, check: Check, help: str = "") -> Any:
+    """A dataclass field with its validator in the metadata."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default, metadata={"check": check, "help": help})
+    return field(default=default, metadata={"check": check, "help": help})
+
+
+# --- the sections ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = spec("mnist5k", choice(DATASETS))
+    n_train: int | None = spec(1000, integer(lo=1, allow_none=True), "null = all")
+    n_test: int | None = spec(1000, integer(lo=1, allow_none=True), "null = all")
+    root: str | None = spec(None, optional_path)
+    preprocess: str = spec("scale", choice(PREPROCESS))
+    dim: int = spec(20, integer(lo=1), "synthetic only: features")
+    classes: int = spec(10, integer(lo=2), "synthetic only: clusters")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = spec((100, 100, 100, 100, 100), widths)
+    activation: str = spec("relu", choice(ACTIVATIONS))
+    norm: str = spec("batch", choice(NORMS))
+    placement: str = spec("before", choice(PLACEMENTS))
+    groups: int = spec(4, integer(lo=1))
+    dropout: float = spec(0.0, number(lo=0.0, hi=0.99))
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    momentum: float | None = spec(0.1, number(lo=0.0, hi=1.0, allow_none=True))
+    eps: float = spec(1e-5, number(lo=0.0))
+    affine: bool = spec(True, boolean)
+    track_running_stats: bool = spec(True, boolean)
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    weight_scale: float | str = spec(0.01, weight_scale)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = spec(20, integer(lo=0))
+    batch_size: int = spec(100, integer(lo=1))
+    optimizer: str = spec("sgd", choice(OPTIMIZERS))
+    lr: float = spec(0.01, number(lo=0.0, lo_open=True))
+    momentum: float = spec(0.9, number(lo=0.0, hi=0.999))
+    nesterov: bool = spec(False, boolean)
+    weight_decay: float = spec(0.0, number(lo=0.0))
+    dtype: str = spec("float32", choice(DTYPES))
+    sampling: str = spec("shuffle", choice(SAMPLING))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = spec(1, integer(lo=1))
+    diagnostics_every: int = spec(0, integer(lo=0))
+    step_loss: bool = spec(False, boolean)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = spec("run", word)
+    seed: int = spec(0, integer(lo=0))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    norm: NormConfig = field(default_factory=NormConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def get(self, dotted: str) -> Any:
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "norm": NormConfig,
+            "init": InitConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def all_keys() -> list[str]:
+    """Every dotted key a config may set."""
+    keys = [f.name for f in fields(Config) if f.name not in SECTIONS]
+    for section, cls in SECTIONS.items():
+        keys += [f"{section}.{f.name}" for f in fields(cls)]
+    return keys
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses and tuples to dicts and lists, for YAML and JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def show(v: Any) -> str:
+    """A value as the user wrote it, in YAML flow style."""
+    if isinstance(v, str):
+        return repr(v)
+    return yaml.safe_dump(to_plain(v), default_flow_style=True).strip().removesuffix("\n...")
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key, all_keys() + list(SECTIONS), n=1, cutoff=0.6)
+    if not close:  # maybe the right key in the wrong section
+        leaf = key.rsplit(".", 1)[-1]
+        close = [k for k in all_keys() if k.rsplit(".", 1)[-1] == leaf][:1]
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{key}: unknown key{hint}"
+
+
+def _section(cls, raw: Any, prefix: str, errors: list[str]):
+    values = {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        errors.append(f"{prefix}: got {show(raw)}, expected a mapping of keys")
+        return None
+    names = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in names:
+            errors.append(_unknown(f"{prefix}.{key}" if prefix else str(key)))
+    for name, f in names.items():
+        if name not in raw or (not prefix and name in SECTIONS):
+            continue
+        value, problem = f.metadata["check"](raw[name])
+        dotted = f"{prefix}.{name}" if prefix else name
+        if problem:
+            errors.append(f"{dotted}: got {show(raw[name])}, expected {problem}")
+        else:
+            values[name] = value
+    return values
+
+
+def _cross_checks(cfg: Config, errors: list[str]) -> None:
+    m, d, t = cfg.model, cfg.data, cfg.train
+    if m.norm == "group":
+        bad = [w for w in m.hidden if w % m.groups]
+        if bad:
+            g = math.gcd(*m.hidden)
+            ok = ", ".join(str(k) for k in range(1, g + 1) if g % k == 0)
+            errors.append(
+                f"model.groups: got {m.groups}, expected a divisor of every hidden width "
+                f"({', '.join(map(str, sorted(set(bad))))} is not divisible by {m.groups}; "
+                f"groups that work: {ok})")
+    if m.norm == "batch" and t.batch_size < 2:
+        errors.append(f"train.batch_size: got {t.batch_size}, expected >= 2 with model.norm "
+                      "'batch' (a batch of one normalizes every unit to beta)")
+    if d.n_train is not None and t.batch_size > d.n_train:
+        errors.append(f"train.batch_size: got {t.batch_size}, expected <= data.n_train ({d.n_train})")
+    if d.dataset == "mnist5k" and None not in (d.n_train, d.n_test) and d.n_train + d.n_test > 5000:
+        errors.append(f"data.n_train: got {d.n_train}, expected n_train + n_test <= 5000 for "
+                      f"mnist5k (n_test is {d.n_test})")
+    if d.dataset == "synthetic" and None in (d.n_train, d.n_test):
+        key = "data.n_train" if d.n_train is None else "data.n_test"
+        errors.append(f"{key}: got null, expected an integer >= 1 for the synthetic dataset")
+
+
+def from_dict(raw: Any, errors: list[str] | None = None) -> Config:
+    """Validate a plain mapping (from YAML) into a Config; raise ConfigError
+    listing every problem (after any already in ``errors``)."""
+    errors = list(errors or [])
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"config: got {show(raw)}, expected a mapping of keys"])
+    raw = {k: v for k, v in raw.items() if k != "sweep"}  # the sweep section is the sweep's
+    top = _section(Config, raw, "", errors) or {}
+    for name, cls in SECTIONS.items():
+        values = _section(cls, raw.get(name), name, errors)
+        if values is not None:
+            try:
+                top[name] = cls(**values)
+            except TypeError as exc:  # pragma: no cover - guarded by _section
+                errors.append(f"{name}: {exc}")
+    if errors:
+        raise ConfigError(errors)
+    cfg = Config(**top)
+    _cross_checks(cfg, errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``dotted.key=value`` with the value parsed as a YAML scalar (or list)."""
+    if "=" not in text:
+        raise ConfigError([f"--set {text}: expected dotted.key=value, e.g. model.norm=none"])
+    key, _, value = text.partition("=")
+    key = key.strip()
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[str, Any]],
+                    errors: list[str] | None = None) -> dict:
+    """A copy of ``raw`` with each dotted key set. Unknown keys are refused:
+    appended to ``errors`` when given, else raised."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (raw or {}).items()}
+    collect = errors is not None
+    errors = errors if collect else []
+    known = set(all_keys())
+    for key, value in overrides:
+        if key not in known:
+            errors.append(_unknown(key))
+            continue
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    if errors and not collect:
+        raise ConfigError(errors)
+    return out
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a syntax error names its line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a config file."""
+    raw = read_yaml(path)
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError([f"{path}: got {show(raw)}, expected a mapping of keys"])
+    errors: list[str] = []
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.append(parse_override(text))
+        except ConfigError as exc:
+            errors += exc.errors
+    raw = apply_overrides(raw or {}, parsed, errors)
+    return from_dict(raw, errors)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for mappings, flow style for lists: ``hidden: [100, 100]``."""
+
+
+_Dumper.add_representer(
+    list, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(to_plain(data), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def dump(cfg: Config) -> str:
+    """The resolved config as YAML (every key, defaults filled in)."""
+    return dump_yaml(cfg)

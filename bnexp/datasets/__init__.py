@@ -1,0 +1,95 @@
+"""Datasets: the bundled ``mnist5k``, ``synthetic`` clusters, and full-size
+``mnist`` / ``fashion-mnist`` from IDX files; seeded stratified subsets and
+preprocessing to float."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import idx, mnist5k, synthetic
+from .idx import DataError
+from .split import stratified_split
+
+__all__ = ["DataError", "Dataset", "check_available", "load_dataset"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray  # (N_train, D) float
+    y_train: np.ndarray  # (N_train,) int64
+    x_test: np.ndarray  # (N_test, D) float
+    y_test: np.ndarray  # (N_test,) int64
+    classes: int
+
+    @property
+    def dim(self) -> int:
+        return self.x_train.shape[1]
+
+
+def _subset(x, y, n, rng, what):
+    if n is None:
+        return x, y
+    if n > len(y):
+        raise DataError(f"data.{what}: got {n}, expected at most {len(y)} (the split's size)")
+    (i,) = stratified_split(y, [n], rng)
+    return x[i], y[i]
+
+
+def _preprocess(x_train, x_test, how: str, dtype):
+    """uint8 images to [0, 1] (``scale``), other data min-max scaled to [0, 1]
+    from the training split; ``standardize`` then maps each feature to mean 0,
+    std 1 over the training split. One float copy of each array."""
+    if x_train.dtype == np.uint8:
+        lo, span = 0.0, 255.0
+    else:
+        lo = x_train.min(axis=0)
+        span = np.maximum(x_train.max(axis=0) - lo, 1e-12)
+    out = []
+    for x in (x_train, x_test):
+        f = x.astype(dtype)
+        f -= np.asarray(lo, dtype=dtype)
+        f /= np.asarray(span, dtype=dtype)
+        out.append(f)
+    if how == "standardize":
+        mean = out[0].mean(axis=0)
+        std = out[0].std(axis=0)
+        std[std < 1e-6] = 1.0  # constant pixels (MNIST's border) stay at 0
+        for f in out:
+            f -= mean
+            f /= std
+    return out
+
+
+def check_available(cfg) -> None:
+    """Fail early, with where bnexp looked, when a dataset's files are missing."""
+    if cfg.dataset in ("mnist", "fashion-mnist"):
+        idx.find_files(cfg.dataset, cfg.root)
+
+
+def load_dataset(cfg, rng: np.random.Generator, dtype=np.float32) -> Dataset:
+    """Load ``cfg`` (a DataConfig) with splits drawn from ``rng``."""
+    name = cfg.dataset
+    if name == "mnist5k":
+        x, y = mnist5k.load_raw()
+        n_test = cfg.n_test if cfg.n_test is not None else 1000
+        n_train = cfg.n_train if cfg.n_train is not None else len(y) - n_test
+        if n_train + n_test > len(y):
+            raise DataError(f"data.n_train: got {n_train}, expected n_train + n_test <= {len(y)}")
+        tr, te = stratified_split(y, [n_train, n_test], rng)
+        xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
+        classes = 10
+    elif name == "synthetic":
+        x, y = synthetic.make_clusters(cfg.n_train + cfg.n_test, cfg.dim, cfg.classes, rng)
+        xtr, ytr, xte, yte = x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
+        classes = cfg.classes
+    elif name in ("mnist", "fashion-mnist"):
+        xtr, ytr, xte, yte = idx.load_raw(name, cfg.root)
+        xtr, ytr = _subset(xtr, ytr, cfg.n_train, rng, "n_train")
+        xte, yte = _subset(xte, yte, cfg.n_test, rng, "n_test")
+        classes = 10
+    else:
+        raise DataError(f"data.dataset: got {name!r}, expected mnist5k, synthetic, mnist or fashion-mnist")
+    xtr, xte = _preprocess(xtr, xte, cfg.preprocess, dtype)
+    return Dataset(xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), classes)

@@ -1,0 +1,117 @@
+"""Config: defaults, validation messages (all at once), overrides, round trip."""
+
+import pytest
+import yaml
+
+from bnexp import config
+from bnexp.config import Config, ConfigError, from_dict
+
+ISSUE_EXAMPLE = """
+name: book-bn
+seed: 0
+data: {dataset: mnist5k, n_train: 1000, n_test: 1000, root: null, preprocess: scale}
+model: {hidden: [100, 100, 100, 100, 100], activation: relu, norm: batch, placement: before,
+        groups: 4, dropout: 0.0}
+norm: {momentum: 0.1, eps: 1.0e-5, affine: true, track_running_stats: true}
+init: {weight_scale: 0.01}
+train: {epochs: 20, batch_size: 100, optimizer: sgd, lr: 0.01, momentum: 0.9,
+        weight_decay: 0.0, dtype: float32, sampling: shuffle}
+eval: {every: 1, diagnostics_every: 0}
+"""
+
+
+def errors_of(raw):
+    with pytest.raises(ConfigError) as info:
+        from_dict(raw)
+    return info.value.errors
+
+
+def test_public_keys_and_defaults_match_the_documented_example():
+    documented = from_dict(yaml.safe_load(ISSUE_EXAMPLE))
+    defaults = Config()
+    for key in config.all_keys():
+        if key == "name":
+            continue
+        assert documented.get(key) == defaults.get(key), key
+    assert defaults.name == "run"
+
+
+def test_every_problem_is_reported_at_once_one_line_each():
+    errs = errors_of({
+        "model": {"actvation": "relu", "norm": "batchy", "hidden": [100, 0]},
+        "train": {"lr": -1, "batch_size": "big"},
+        "norm": {"momentum": 2},
+        "data": {"dataset": "cifar"},
+    })
+    assert errs == [
+        "data.dataset: got 'cifar', expected one of mnist5k, synthetic, mnist, fashion-mnist",
+        "model.actvation: unknown key (did you mean model.activation?)",
+        "model.hidden: got [100, 0], expected a list of integers >= 1, e.g. [100, 100]",
+        "model.norm: got 'batchy', expected one of none, batch, layer, group",
+        "norm.momentum: got 2, expected a number in [0, 1] or null",
+        "train.batch_size: got 'big', expected an integer >= 1",
+        "train.lr: got -1, expected a number > 0",
+    ]
+
+
+def test_unknown_top_level_keys_get_suggestions():
+    assert errors_of({"modle": {}, "momentum": 0.9}) == [
+        "modle: unknown key (did you mean model?)",
+        "momentum: unknown key (did you mean norm.momentum?)",
+    ]
+
+
+def test_cross_field_checks():
+    assert errors_of({"model": {"norm": "group", "groups": 3, "hidden": [12, 100]}}) == [
+        "model.groups: got 3, expected a divisor of every hidden width (100 is not divisible "
+        "by 3; groups that work: 1, 2, 4)"]
+    assert errors_of({"train": {"batch_size": 1}}) == [
+        "train.batch_size: got 1, expected >= 2 with model.norm 'batch' (a batch of one "
+        "normalizes every unit to beta)"]
+    assert errors_of({"data": {"n_train": 4500, "n_test": 1000}})[0].startswith(
+        "data.n_train: got 4500, expected n_train + n_test <= 5000")
+
+
+def test_types_are_strict_but_yaml_number_strings_are_numbers():
+    cfg = from_dict({"norm": {"eps": "1e-5", "momentum": None}, "init": {"weight_scale": "he"}})
+    assert cfg.norm.eps == 1e-5 and cfg.norm.momentum is None
+    assert cfg.init.weight_scale == "he"
+    assert errors_of({"init": {"weight_scale": "big"}}) == [
+        "init.weight_scale: got 'big', expected a positive number (Gaussian std), he or xavier"]
+    assert errors_of({"norm": {"affine": "yes please"}}) == [
+        "norm.affine: got 'yes please', expected true or false"]
+    assert errors_of({"seed": True}) == ["seed: got true, expected an integer >= 0"]
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmodel:\n  norm: [batch\n  hidden: 3\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    (line,) = info.value.errors
+    assert line.startswith(f"{path}: invalid YAML at line 4, column")
+
+
+def test_overrides_are_yaml_scalars_and_validated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: a\nmodel: {norm: batch}\n")
+    cfg = config.load(path, ["model.norm=none", "init.weight_scale=1e-4", "model.hidden=[10, 20]",
+                             "norm.momentum=null", "name=b"])
+    assert (cfg.model.norm, cfg.init.weight_scale, cfg.model.hidden) == ("none", 1e-4, (10, 20))
+    assert cfg.norm.momentum is None and cfg.name == "b"
+    with pytest.raises(ConfigError) as info:
+        config.load(path, ["model.nrom=none", "train.lr=0", "oops"])
+    assert info.value.errors == [
+        "--set oops: expected dotted.key=value, e.g. model.norm=none",
+        "model.nrom: unknown key (did you mean model.norm?)",
+        "train.lr: got 0, expected a number > 0",
+    ]
+
+
+def test_resolved_config_round_trips_exactly(tmp_path):
+    cfg = from_dict({"name": "x", "init": {"weight_scale": 0.00630957344480193},
+                     "norm": {"momentum": None}, "model": {"hidden": [7, 9]}})
+    path = tmp_path / "config.yaml"
+    path.write_text(config.dump(cfg))
+    assert config.load(path) == cfg
+    assert set(yaml.safe_load(path.read_text())["train"]) >= {"epochs", "lr", "sampling"}

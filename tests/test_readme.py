@@ -1,0 +1,38 @@
+"""The README stays true: its quick start, its commands, its example config."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from bnexp import config, sweep
+from bnexp.cli import main
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_quick_start_is_two_commands_install_and_main_job_then_tests():
+    block = re.search(r"(?ims)^#+\s*quick\s*start.*?```[a-z]*\n(.*?)```", README).group(1)
+    cmds = [line.strip() for line in block.splitlines() if line.strip()]
+    assert cmds == ["pip install . && bnexp sweep configs/weight_scale.yaml",
+                    'pip install ".[test,dask]" && pytest -q']
+
+
+def test_every_command_is_documented():
+    for name in main.commands:
+        assert f"bnexp {name}" in README, name
+
+
+def test_example_config_in_readme_is_valid_and_complete():
+    block = re.search(r"```yaml\n(.*?)```", README, re.S).group(1)
+    raw = yaml.safe_load(block)
+    cfg = config.from_dict(raw)
+    documented = set()
+    for key, value in raw.items():
+        if key in config.SECTIONS:
+            documented |= {f"{key}.{leaf}" for leaf in value}
+        elif key != "sweep":
+            documented.add(key)
+    assert documented == set(config.all_keys())
+    assert len(sweep.build(raw).points) == 16 * 2 * 3
+    assert cfg.name == "book-bn"
