@@ -271,6 +271,62 @@ def plot(path, kind, panels, lines, x, y, metric, stat, layer, filters, out, fmt
     click.echo(str(written))
 
 
+@main.group()
+def data() -> None:
+    """Full-size datasets: download once, verify, cache.
+
+    \b
+    Example:
+      bnexp data download fashion-mnist
+      bnexp data ls
+    """
+
+
+@data.command("download")
+@click.argument("name", type=click.Choice(["mnist", "fashion-mnist"]))
+@click.option("--dest", type=click.Path(file_okay=False),
+              help="Folder to download into (default: the bnexp cache).")
+def data_download(name: str, dest: str | None) -> None:
+    """Download NAME's four IDX files from its mirrors, verifying each
+    against its published MD5 before it enters the cache.
+
+    \b
+    Example:
+      bnexp data download mnist
+      bnexp data download fashion-mnist --dest ~/datasets/fashion-mnist
+    """
+    from .datasets.download import download
+    from .datasets.idx import DataError
+
+    try:
+        where = download(name, Path(dest) if dest else None)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"{name}: ready in {where}")
+
+
+@data.command("ls")
+@click.option("--root", type=click.Path(file_okay=False), help="Also look in this folder first.")
+def data_ls(root: str | None) -> None:
+    """List the full-size datasets found (folder, sizes, verified or not).
+
+    \b
+    Example:
+      bnexp data ls
+    """
+    from .datasets.download import cache_dir
+    from .datasets.idx import inventory
+
+    rows = inventory(root)
+    header = ("dataset", "file", "MB", "check", "folder")
+    body = [(r["dataset"], r["file"], f"{r['bytes'] / 1e6:.1f}", r["check"], r["folder"])
+            for r in rows]
+    widths = [max(len(x[i]) for x in [header, *body]) for i in range(4)]
+    for line in [header, *body]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line[:4], widths)) + "  " + line[4])
+    click.echo(f"cache: {cache_dir()}")
+
+
 def _read_info(run_dir: Path) -> dict:
     from .rundir import read_json
 

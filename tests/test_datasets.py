@@ -74,11 +74,11 @@ def test_idx_files_load_with_subsets(tmp_path):
 def test_missing_files_say_where_bnexp_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("BNEXP_DATA", str(tmp_path / "env"))
     with pytest.raises(DataError) as info:
-        load_dataset(DataConfig(dataset="fashion-mnist", root=str(tmp_path / "nope")),
+        load_dataset(DataConfig(dataset="mnist", root=str(tmp_path / "nope")),
                      np.random.default_rng(0))
     msg = str(info.value)
-    assert "train-images-idx3-ubyte.gz" in msg
-    for where in (tmp_path / "nope", tmp_path / "env", "/usr/share/datasets/fashion-mnist"):
+    assert "train-images-idx3-ubyte.gz" in msg and "no network" in msg
+    for where in (tmp_path / "nope", tmp_path / "env", "/usr/share/datasets/mnist"):
         assert str(where) in msg
 
 
