@@ -131,7 +131,7 @@ def train(cfg: Config, data: Dataset | None = None,
             for idx in _batches(cfg, n, streams.batches):
                 np.take(data.x_train, idx, axis=0, out=xb)
                 record = cfg.eval.diagnostics_every > 0 and step % cfg.eval.diagnostics_every == 0
-                loss, _ = model.loss_and_backward(xb, data.y_train[idx], record=record)
+                loss = model.loss_and_backward(xb, data.y_train[idx], record=record)
                 frac_epoch = epoch - 1 + (step % per_epoch) / per_epoch
                 if cfg.eval.step_loss:
                     result.steps.append({"step": step, "epoch": frac_epoch, "loss": loss})

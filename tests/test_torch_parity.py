@@ -122,7 +122,7 @@ def test_training_steps_match_torch(optimizer, kw):
                                nesterov=kw.get("nesterov", False))
     for _ in range(3):
         x, y = rng.standard_normal((10, 6)), rng.integers(0, 4, 10)
-        loss, _ = model.loss_and_backward(x, y)
+        loss = model.loss_and_backward(x, y)
         opt.step()
         topt.zero_grad()
         tloss = torch.nn.functional.cross_entropy(net(torch.tensor(x)), torch.tensor(y))

@@ -98,14 +98,13 @@ class MLP:
             if g is None:  # a first Linear skips the data's gradient
                 break
 
-    def loss_and_backward(self, x: np.ndarray, labels: np.ndarray, record: bool = False):
-        """One training pass (train mode): returns (mean loss, number correct)."""
-        logits = self.forward(x, train=True, record=record)
-        correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
-        loss = self.loss.forward(logits, labels)
-        if np.isfinite(loss):
+    def loss_and_backward(self, x: np.ndarray, labels: np.ndarray, record: bool = False) -> float:
+        """One training pass in train mode: forward, mean loss, and (when the
+        loss is finite) backward into every layer's grads. Returns the loss."""
+        loss = self.loss.forward(self.forward(x, train=True, record=record), labels)
+        if loss == loss and loss not in (float("inf"), float("-inf")):
             self.backward(self.loss.backward())
-        return loss, correct
+        return loss
 
     def evaluate(self, x: np.ndarray, labels: np.ndarray, chunk: int = 2048) -> tuple[float, float]:
         """Mean loss and accuracy in eval mode, in chunks to bound memory."""

@@ -1,0 +1,169 @@
+"""Training throughput of the book's network (784-100x5-10, ReLU, BN before the
+activation, SGD, float32): bnexp's engine vs PyTorch CPU eager (same network,
+batch and thread count) vs a matmul-only floor (the same matmuls, nothing
+else). Blocks are interleaved and repeated; the table shows medians.
+
+    python benchmarks/throughput.py [--threads 1] [--repeats 7] [--block 0.4]
+
+Targets at batch 100: >= 2x PyTorch eager and >= 70% of the floor. The
+PyTorch column is skipped where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# These machines may set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for old OpenBLAS
+# builds; they slow a current numpy. Unset both for this process only, before
+# numpy loads, and report the kernel that actually runs.
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_var, None)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bnexp.engine import build_mlp, make_optimizer  # noqa: E402
+
+SIZES = [784, 100, 100, 100, 100, 100, 10]
+BATCHES = [32, 100, 256, 1024]
+
+
+def blas_info(threads: int) -> str:
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return "threadpoolctl not installed (pip install threadpoolctl to pin and report BLAS)"
+    threadpool_limits(threads)
+    parts = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+             f"threads={i.get('num_threads')}" for i in threadpool_info()
+             if i.get("user_api") == "blas"]
+    return "; ".join(parts) or "no BLAS found"
+
+
+def data(batch: int, rng):
+    x = rng.random((batch * 8, 784), dtype=np.float32)
+    y = rng.integers(0, 10, batch * 8)
+    return x, y
+
+
+def bnexp_step_fn(batch: int):
+    rng = np.random.default_rng(0)
+    model = build_mlp(784, 10, SIZES[1:-1], rng=rng, norm="batch", placement="before",
+                      activation="relu", weight_scale=0.01)
+    opt = make_optimizer("sgd", model.layers, 0.01)
+    x, y = data(batch, rng)
+    chunks = [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(8)]
+    state = {"i": 0}
+
+    def step():
+        xb, yb = chunks[state["i"] % 8]
+        state["i"] += 1
+        model.loss_and_backward(xb, yb)
+        opt.step()
+    return step
+
+
+def floor_step_fn(batch: int):
+    """Only the matmuls of a training step: 6 forward, 6 weight gradients and
+    5 input gradients (the data needs none), into preallocated outputs."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((a, b), dtype=np.float32) * 0.01 for a, b in zip(SIZES, SIZES[1:])]
+    acts = [rng.random((batch, d), dtype=np.float32) for d in SIZES]
+    grads = [np.empty_like(W) for W in Ws]
+    dxs = [np.empty((batch, d), dtype=np.float32) for d in SIZES]
+
+    def step():
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W, out=acts[i + 1])
+        for i in reversed(range(len(Ws))):
+            np.matmul(acts[i].T, acts[i + 1], out=grads[i])
+            if i > 0:
+                np.matmul(acts[i + 1], Ws[i].T, out=dxs[i])
+    return step
+
+
+def torch_step_fn(batch: int, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    layers = []
+    for a, b in zip(SIZES[:-2], SIZES[1:-1]):
+        layers += [torch.nn.Linear(a, b, bias=False), torch.nn.BatchNorm1d(b), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(SIZES[-2], SIZES[-1]))
+    net = torch.nn.Sequential(*layers)
+    for m in net:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, std=0.01)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    x, y = data(batch, np.random.default_rng(0))
+    xs = [torch.from_numpy(x[i * batch:(i + 1) * batch]) for i in range(8)]
+    ys = [torch.from_numpy(y[i * batch:(i + 1) * batch]) for i in range(8)]
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] % 8
+        state["i"] += 1
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(xs[i]), ys[i])
+        loss.backward()
+        opt.step()
+    return step
+
+
+def rate(step, batch: int, seconds: float) -> float:
+    """Samples per second over a block of about ``seconds``."""
+    for _ in range(3):
+        step()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for _ in range(10):
+            step()
+        n += 10
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n * batch / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (default 1)")
+    ap.add_argument("--repeats", type=int, default=7, help="blocks per implementation")
+    ap.add_argument("--block", type=float, default=0.4, help="seconds per block")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    args = ap.parse_args()
+    print(f"BLAS: {blas_info(args.threads)}")
+    print(f"numpy {np.__version__}, python {sys.version.split()[0]}, cores {os.cpu_count()}")
+    try:
+        import torch
+
+        print(f"torch {torch.__version__} (threads {args.threads})")
+    except ImportError:
+        torch = None
+        print("torch: not installed, PyTorch column skipped")
+    print(f"medians of {args.repeats} interleaved blocks of {args.block} s\n")
+    head = f"{'batch':>6} {'bnexp/s':>10} {'torch/s':>10} {'floor/s':>10} {'vs torch':>9} {'of floor':>9}"
+    print(head)
+    print("-" * len(head))
+    for batch in [int(b) for b in args.batches.split(",")]:
+        fns = {"bnexp": bnexp_step_fn(batch), "floor": floor_step_fn(batch)}
+        if torch is not None:
+            fns["torch"] = torch_step_fn(batch, args.threads)
+        results = {k: [] for k in fns}
+        for _ in range(args.repeats):
+            for k, fn in fns.items():
+                results[k].append(rate(fn, batch, args.block))
+        med = {k: statistics.median(v) for k, v in results.items()}
+        t = med.get("torch")
+        print(f"{batch:>6} {med['bnexp']:>10.0f} {t if t else float('nan'):>10.0f} "
+              f"{med['floor']:>10.0f} "
+              f"{(med['bnexp'] / t if t else float('nan')):>8.2f}x "
+              f"{med['bnexp'] / med['floor']:>8.0%}")
+
+
+if __name__ == "__main__":
+    main()
