@@ -271,6 +271,36 @@ def plot(path, kind, panels, lines, x, y, metric, stat, layer, filters, out, fmt
     click.echo(str(written))
 
 
+@main.command()
+@click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Markdown file to write (default: SWEEP_DIR/report.md).")
+@click.option("--figures", type=click.Path(file_okay=False),
+              help="Folder for the figures (default: next to the page, figures/).")
+@click.option("--title", help="Page title (with it, each sweep is a section).")
+@click.option("--intro", type=click.Path(dir_okay=False, exists=True),
+              help="A Markdown file whose text opens the page.")
+def report(sweep_dirs, out, figures, title, intro) -> None:
+    """Write a Markdown summary of one or more sweeps: the claim and verdict
+    from the sweep's report section, its figures, and the table of
+    aggregates over seeds, all drawn from the runs on disk.
+
+    \b
+    Example:
+      bnexp report runs/weight-scale
+      bnexp report runs/weight-scale runs/batch-size --title Experiments --out EXPERIMENTS.md
+    """
+    from .plot import PlotError
+    from .report import ReportError, write_report
+
+    text = Path(intro).read_text() if intro else None
+    try:
+        path = write_report(list(sweep_dirs), out, figures, title, text)
+    except (ReportError, PlotError) as exc:
+        raise UserError(str(exc)) from None
+    click.echo(str(path))
+
+
 @main.group()
 def data() -> None:
     """Full-size datasets: download once, verify, cache.

@@ -173,6 +173,8 @@ class NormConfig:
     eps: float = spec(1e-5, number(lo=0.0))
     affine: bool = spec(True, boolean)
     track_running_stats: bool = spec(True, boolean)
+    convention: str = spec("pytorch", choice(("pytorch", "book")),
+                           "running_var: unbiased, starts at 1 | biased, starts at 0")
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,8 @@ def from_dict(raw: Any, errors: list[str] | None = None) -> Config:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError([f"config: got {show(raw)}, expected a mapping of keys"])
-    raw = {k: v for k, v in raw.items() if k != "sweep"}  # the sweep section is the sweep's
+    # The sweep and report sections belong to `bnexp sweep` and `bnexp report`.
+    raw = {k: v for k, v in raw.items() if k not in ("sweep", "report")}
     top = _section(Config, raw, "", errors) or {}
     for name, cls in SECTIONS.items():
         values = _section(cls, raw.get(name), name, errors)

@@ -148,7 +148,8 @@ def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
     resolved = path / "sweep.yaml"
     if not resolved.is_file():
         raise PlotError(f"{path}: not a sweep folder (no sweep.yaml)")
-    grid = (yaml.safe_load(resolved.read_text()) or {}).get("sweep", {}).get("grid", {})
+    section = (yaml.safe_load(resolved.read_text()) or {}).get("sweep", {})
+    grid = {**(section.get("grid") or {}), **(section.get("zip") or {})}
     axes = [(k, [_fmt(v) for v in vals]) for k, vals in grid.items()]
     keys = [k for k, _ in axes]
     summary = path / "summary.csv"
@@ -172,6 +173,9 @@ def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
         data.runs = [r for r in data.runs if r.values[key] == want]
         data.axes = [(k, [want] if k == key else v) for k, v in data.axes]
     data.runs = [r for r in data.runs if r.status != "missing"]
+    # Values no selected run has are gone (a filter on one zipped key fixes the others).
+    data.axes = [(k, [v for v in vals if any(r.values[k] == v for r in data.runs)])
+                 for k, vals in data.axes]
     if not data.runs:
         raise PlotError(f"{path}: no runs to plot" + (" after --filter" if filters else ""))
     return data
@@ -223,7 +227,7 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
     plt = _pyplot()
     import math
 
-    panel_values = data.axis(panels)
+    panel_values = data.axis(panels) if panels else [None]
     line_values = data.axis(lines) if lines else [None]
     ncols = math.ceil(math.sqrt(len(panel_values)))
     nrows = math.ceil(len(panel_values) / ncols)
@@ -233,7 +237,7 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
     for i, pv in enumerate(panel_values):
         ax = axes[i // ncols][i % ncols]
         for j, lv in enumerate(line_values):
-            runs = [r for r in data.runs if r.values[panels] == pv
+            runs = [r for r in data.runs if (pv is None or r.values[panels] == pv)
                     and (lv is None or r.values[lines] == lv)]
             runs = [r for r in runs if r.metrics]
             if not runs:
@@ -248,7 +252,8 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
                 ax.plot([at], [value], marker="x", color=color, markersize=7, linestyle="none")
             label = _legend_label(lines, lv, runs) if lines else f"n={len(runs)}"
             handles.setdefault(lv, (h, label.split(" (")[0] if lines else label))
-        ax.set_title(f"{_short(panels)}={_tick(pv)}", fontsize=9)
+        if panels:
+            ax.set_title(f"{_short(panels)}={_tick(pv)}", fontsize=9)
         ax.grid(alpha=0.3)
         if metric.endswith("acc"):
             ax.set_ylim(0, 1.02)
@@ -434,28 +439,37 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     if not (path / "sweep.yaml").is_file():
         raise PlotError(f"{path}: neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)")
     data = load_sweep(path, list(filters))
+    for key in (panels, lines, x, y):
+        if key is not None:
+            data.axis(key)  # a key that is not swept is an error, before anything else
     keys = [k for k, vals in data.axes if len(vals) > 1]
     kind = kind or _default_kind(data, keys)
     name = kind
     if kind == "grid":
-        panels = panels or _pick_panels(data, keys, lines)
+        if panels is None and len(keys) == 1 and lines in (None, keys[0]):
+            lines = keys[0]  # one swept key: one panel, a line per value
+        else:
+            panels = panels or _pick_panels(data, keys, lines)
         if lines is None:
             rest = [k for k in keys if k != panels]
             lines = min(rest, key=lambda k: len(data.axis(k))) if rest else None
         if lines == panels:
             raise PlotError("--lines and --panels must be different keys")
+        _check_others(data, [panels, lines])
         fig = grid_figure(data, panels, lines, metric or "train_acc")
     elif kind == "final":
         x = x or _pick_x(data, keys)
         if lines is None:
             rest = [k for k in keys if k != x]
             lines = min(rest, key=lambda k: len(data.axis(k))) if rest else None
+        _check_others(data, [x, lines])
         fig = final_figure(data, x, lines, metric or "test_acc", stat)
     elif kind == "heatmap":
         if not (x and y):
             if len(keys) < 2:
                 raise PlotError("--kind heatmap needs two swept keys (--x KEY --y KEY)")
             x, y = x or keys[0], y or next(k for k in keys if k != (x or keys[0]))
+        _check_others(data, [x, y])
         fig = heatmap_figure(data, x, y, metric or "test_acc", stat)
     elif kind == "activations":
         runs = [(r.run_id, r.path) for r in data.runs if r.seed == min(q.seed for q in data.runs)]
@@ -464,6 +478,16 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         fig = _multi_curves(data)
     out = Path(out) if out else path / f"{name}.{fmt}"
     return save_figure(fig, out, fmt)
+
+
+def _check_others(data: SweepData, used: list[str | None]) -> None:
+    """A figure shows at most the keys it is given; any other key that still
+    varies would be silently averaged over, so it must be fixed by --filter."""
+    others = [k for k, vals in data.axes if len(vals) > 1 and k not in used]
+    if others:
+        k = others[0]
+        raise PlotError(f"{data.path.name} also varies {', '.join(others)}; pick one value with "
+                        f"--filter {k}={data.axis(k)[0]} (or show it with --panels/--lines)")
 
 
 def _default_kind(data: SweepData, keys: list[str]) -> str:

@@ -49,32 +49,41 @@ class Point:
 class Sweep:
     name: str
     base: dict  # the raw config, without its sweep section
-    axes: list[tuple[str, list]]  # (dotted key, values), in order
+    axes: list[tuple[str, list]]  # (dotted key, values), in order; zipped keys included
     seeds: list[int]
     points: list[Point] = field(default_factory=list)
+    zipped: tuple[str, ...] = ()  # keys of the zip section (they vary together)
+    report: dict | None = None  # the report section, kept for `bnexp report`
 
     def resolved(self) -> dict:
-        return {"config": cfgmod.from_dict(self.base).to_dict(),
-                "sweep": {"grid": {k: list(v) for k, v in self.axes}, "seeds": list(self.seeds)}}
+        grid = {k: list(v) for k, v in self.axes if k not in self.zipped}
+        sweep: dict[str, Any] = {"grid": grid}
+        if self.zipped:
+            sweep["zip"] = {k: list(v) for k, v in self.axes if k in self.zipped}
+        sweep["seeds"] = list(self.seeds)
+        out = {"config": cfgmod.from_dict(self.base).to_dict(), "sweep": sweep}
+        if self.report:
+            out["report"] = self.report
+        return out
 
 
 # --- grid values -----------------------------------------------------------------
 
-def _generator(key: str, spec: Mapping) -> list:
+def _generator(key: str, spec: Mapping, where: str = "grid") -> list:
     """``{logspace: [a, b, n]}`` (10**a .. 10**b), ``{linspace: [a, b, n]}``,
     ``{range: [start, stop(, step)]}`` (integers, stop excluded)."""
     if len(spec) != 1:
-        raise SweepError(f"sweep.grid.{key}: got {show(dict(spec))}, expected a list of values "
+        raise SweepError(f"sweep.{where}.{key}: got {show(dict(spec))}, expected a list of values "
                          "or one of {logspace: [a, b, n]}, {linspace: [a, b, n]}, "
                          "{range: [start, stop, step]}")
     (kind, args), = spec.items()
-    where = f"sweep.grid.{key}.{kind}"
+    loc = f"sweep.{where}.{key}.{kind}"
     nums = args if isinstance(args, list) else None
     if kind in ("logspace", "linspace"):
         ok = (nums is not None and len(nums) == 3 and all(cfgmod._is_number(a) for a in nums)
               and isinstance(nums[2], int) and nums[2] >= 1)
         if not ok:
-            raise SweepError(f"{where}: got {show(args)}, expected [start, stop, num] with "
+            raise SweepError(f"{loc}: got {show(args)}, expected [start, stop, num] with "
                              "num an integer >= 1")
         a, b, n = nums
         grid = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [float(a)]
@@ -84,10 +93,10 @@ def _generator(key: str, spec: Mapping) -> list:
               all(isinstance(a, int) and not isinstance(a, bool) for a in nums)
               and (len(nums) == 2 or nums[2] != 0))
         if not ok:
-            raise SweepError(f"{where}: got {show(args)}, expected [start, stop] or "
+            raise SweepError(f"{loc}: got {show(args)}, expected [start, stop] or "
                              "[start, stop, step] of integers, step != 0")
         return list(range(*nums))
-    raise SweepError(f"sweep.grid.{key}: got generator {kind!r}, expected logspace, linspace "
+    raise SweepError(f"sweep.{where}.{key}: got generator {kind!r}, expected logspace, linspace "
                      "or range")
 
 
@@ -141,12 +150,13 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     and ``--set`` overrides. Raises SweepError/ConfigError listing every problem."""
     raw = dict(raw or {})
     section = raw.pop("sweep", None) or {}
+    report = raw.pop("report", None)
     errors: list[str] = []
     if not isinstance(section, Mapping):
         raise SweepError(f"sweep: got {show(section)}, expected a mapping with grid and seeds")
     for key in section:
-        if key not in ("grid", "seeds"):
-            errors.append(f"sweep.{key}: unknown key (expected grid or seeds)")
+        if key not in ("grid", "zip", "seeds"):
+            errors.append(f"sweep.{key}: unknown key (expected grid, zip or seeds)")
     grid = section.get("grid") or {}
     if not isinstance(grid, Mapping):
         raise SweepError(f"sweep.grid: got {show(grid)}, expected a mapping of dotted keys to values")
@@ -162,25 +172,23 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
             errors += exc.errors
     raw = cfgmod.apply_overrides(raw, parsed, errors)
 
-    known = set(cfgmod.all_keys())
-    axes: list[tuple[str, list]] = []
-    for key, spec in grid.items():
-        key = str(key)
-        if key == "seed":
-            errors.append("sweep.grid.seed: seeds are their own axis; use sweep.seeds or --seeds")
-            continue
-        if key not in known:
-            errors.append(cfgmod._unknown(key).replace(f"{key}:", f"sweep.grid.{key}:", 1))
-            continue
-        try:
-            values = _generator(key, spec) if isinstance(spec, Mapping) else spec
-        except SweepError as exc:
-            errors.append(str(exc))
-            continue
-        if not isinstance(values, list) or not values:
-            errors.append(f"sweep.grid.{key}: got {show(values)}, expected a non-empty list")
-            continue
-        axes.append((key, values))
+    zipped = section.get("zip") or {}
+    if not isinstance(zipped, Mapping):
+        raise SweepError(f"sweep.zip: got {show(zipped)}, expected a mapping of dotted keys to "
+                         "equally long value lists")
+    grid_axes = _axes(grid, "grid", errors)
+    zip_axes = _axes(zipped, "zip", errors)
+    for key, _ in zip_axes:
+        if key in dict(grid_axes):
+            errors.append(f"sweep.zip.{key}: also in sweep.grid; a key can be in one of them")
+    lengths = {len(v) for _, v in zip_axes}
+    if len(lengths) > 1:
+        errors.append("sweep.zip: got lists of lengths "
+                      f"{', '.join(f'{k}={len(v)}' for k, v in zip_axes)}, expected equal lengths "
+                      "(the i-th values of every zipped key go together)")
+    axes = grid_axes + zip_axes
+    # Product dimensions: each grid key alone, the zipped keys together.
+    dims = [[(k, v)] for k, v in grid_axes] + ([zip_axes] if zip_axes else [])
 
     if seeds is None:
         seeds = section.get("seeds", [raw.get("seed", 0)])
@@ -200,8 +208,9 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     name = base_cfg.name
     labels = _labels([k for k, _ in axes])
     points, seen = [], {}
-    for combo in itertools.product(*[values for _, values in axes]):
-        values = dict(zip([k for k, _ in axes], combo))
+    for combo in itertools.product(*[range(len(dim[0][1])) for dim in dims]):
+        values = {k: vals[i] for dim, i in zip(dims, combo) for k, vals in dim}
+        values = {k: values[k] for k, _ in axes}  # in axis order
         for seed in seeds:
             rid = run_id(values, seed, labels)
             point_raw = cfgmod.apply_overrides(raw, [*values.items(), ("seed", seed),
@@ -226,7 +235,31 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     if errors:
         shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
         raise SweepError("\n".join(shown))
-    return Sweep(name, raw, axes, list(seeds), points)
+    return Sweep(name, raw, axes, list(seeds), points, tuple(k for k, _ in zip_axes), report)
+
+
+def _axes(section: Mapping, where: str, errors: list[str]) -> list[tuple[str, list]]:
+    """Validated (key, values) pairs of a grid or zip section."""
+    known = set(cfgmod.all_keys())
+    axes = []
+    for key, spec in section.items():
+        key = str(key)
+        if key == "seed":
+            errors.append(f"sweep.{where}.seed: seeds are their own axis; use sweep.seeds or --seeds")
+            continue
+        if key not in known:
+            errors.append(cfgmod._unknown(key).replace(f"{key}:", f"sweep.{where}.{key}:", 1))
+            continue
+        try:
+            values = _generator(key, spec, where) if isinstance(spec, Mapping) else spec
+        except SweepError as exc:
+            errors.append(str(exc))
+            continue
+        if not isinstance(values, list) or not values:
+            errors.append(f"sweep.{where}.{key}: got {show(values)}, expected a non-empty list")
+            continue
+        axes.append((key, values))
+    return axes
 
 
 def load(path: str | Path, grid_options=(), seeds=None, overrides=()) -> Sweep:
@@ -493,7 +526,10 @@ def summary_rows(sweep: Sweep, sweep_dir: Path) -> list[dict]:
 
 
 def _csv_value(v):
-    return show(v) if isinstance(v, (list, tuple, dict)) else ("null" if v is None else v)
+    """Swept values as YAML writes them (true, null, [1, 2]), as plots match them."""
+    if isinstance(v, (list, tuple, dict, bool)) or v is None:
+        return show(v)
+    return v
 
 
 def aggregate_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:

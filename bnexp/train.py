@@ -53,7 +53,8 @@ def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator
         in_dim, classes, m.hidden, rng=rng, activation=m.activation, norm=m.norm,
         placement=m.placement, groups=m.groups, dropout=m.dropout,
         weight_scale=cfg.init.weight_scale, momentum=n.momentum, eps=n.eps, affine=n.affine,
-        track_running_stats=n.track_running_stats, dtype=np.dtype(cfg.train.dtype))
+        track_running_stats=n.track_running_stats, convention=n.convention,
+        dtype=np.dtype(cfg.train.dtype))
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:

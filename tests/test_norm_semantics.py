@@ -120,3 +120,16 @@ def test_groupnorm_normalizes_consecutive_feature_groups():
 def test_groupnorm_rejects_groups_not_dividing_width():
     with pytest.raises(ValueError, match=r"D=100 must be divisible by groups=3; groups that divide 100: 1, 2, 4, 5, 10"):
         GroupNorm(100, 3)
+
+
+def test_book_convention_stores_biased_variance_and_starts_at_zero():
+    """'Deep Learning from Scratch' BatchNormalization: running = 0.9 running + 0.1 batch
+    (momentum 0.1 here), biased variance, buffers from 0."""
+    bn = BatchNorm(2, momentum=0.1, eps=1e-6, convention="book", dtype=F64)
+    assert np.all(bn.buffers["running_var"] == 0)
+    x = np.array([[1.0, 10.0], [3.0, 14.0]])  # mean (2, 12), biased var (1, 4)
+    bn.forward(x, train=True)
+    np.testing.assert_allclose(bn.buffers["running_mean"], [0.2, 1.2])
+    np.testing.assert_allclose(bn.buffers["running_var"], [0.1, 0.4])
+    y = bn.forward(x, train=False)
+    np.testing.assert_allclose(y, (x - [0.2, 1.2]) / np.sqrt(np.array([0.1, 0.4]) + 1e-6))

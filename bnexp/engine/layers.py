@@ -248,6 +248,10 @@ class BatchNorm(Layer):
     ``running_var``; ``momentum=None`` makes that a cumulative average. Eval
     mode uses the running statistics (the batch's when
     ``track_running_stats=False``). Buffers start at mean 0, variance 1.
+
+    ``convention="book"`` follows "Deep Learning from Scratch" instead: the
+    *biased* batch variance goes into ``running_var``, and both buffers start
+    at 0 (its momentum 0.9 is ``momentum=0.1`` here; its eps is 1e-6).
     """
 
     def __init__(
@@ -258,10 +262,14 @@ class BatchNorm(Layer):
         affine: bool = True,
         track_running_stats: bool = True,
         *,
+        convention: str = "pytorch",
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
         _check_sizes("BatchNorm", eps, D=D)
+        if convention not in ("pytorch", "book"):
+            raise ValueError(f"BatchNorm: convention={convention!r} must be 'pytorch' or 'book'")
+        self.convention = convention
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum={momentum} must be in [0, 1] or None")
         self.D, self.momentum, self.eps = D, momentum, eps
@@ -269,7 +277,8 @@ class BatchNorm(Layer):
         _affine_params(self, D, affine, dtype)
         if track_running_stats:
             self.buffers["running_mean"] = np.zeros(D, dtype=dtype)
-            self.buffers["running_var"] = np.ones(D, dtype=dtype)
+            init_var = np.zeros if convention == "book" else np.ones
+            self.buffers["running_var"] = init_var(D, dtype=dtype)
             self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
         self._xc: np.ndarray | None = None  # x - mean, (N, D)
         self._inv_std: np.ndarray | None = None  # (D,)
@@ -321,7 +330,7 @@ class BatchNorm(Layer):
         rm *= 1.0 - factor
         rm += factor * mean
         rv *= 1.0 - factor
-        rv += (factor * N / (N - 1)) * var
+        rv += (factor * (N / (N - 1) if self.convention == "pytorch" else 1.0)) * var
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xc = self._need_cache("_xc")
@@ -353,7 +362,8 @@ class BatchNorm(Layer):
     def __repr__(self) -> str:
         return (
             f"BatchNorm({self.D}, momentum={self.momentum}, eps={self.eps}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats})"
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}, "
+            f"convention={self.convention!r})"
         )
 
 

@@ -154,6 +154,7 @@ def build_mlp(
     eps: float = 1e-5,
     affine: bool = True,
     track_running_stats: bool = True,
+    convention: str = "pytorch",
     dtype=np.float32,
 ) -> MLP:
     """Build ``in_dim -> hidden... -> out_dim``.
@@ -180,7 +181,8 @@ def build_mlp(
 
     def make_norm(D: int) -> Layer:
         if norm == "batch":
-            return BatchNorm(D, momentum, eps, affine, track_running_stats, dtype=dtype)
+            return BatchNorm(D, momentum, eps, affine, track_running_stats,
+                             convention=convention, dtype=dtype)
         if norm == "layer":
             return LayerNorm(D, eps, affine, dtype=dtype)
         return GroupNorm(D, groups, eps, affine, dtype=dtype)
