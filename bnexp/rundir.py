@@ -216,9 +216,8 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
     """``bnexp train``: run ``cfg`` into ``run_dir``, saving metrics.csv after
     every evaluation, and return the ``run.json`` contents. Raises RunFailed
     (after recording it) when the run raised; a diverged run is a result."""
-    from .train import METRIC_COLUMNS
-
     from .datasets import check_available
+    from .train import METRIC_COLUMNS
 
     run_dir = Path(run_dir)
     check_available(cfg.data)

@@ -1,6 +1,5 @@
 """``bnexp train`` through the CLI: files, messages, exit codes, reproducibility."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -8,10 +7,9 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
+from clitools import invoke, read
 
 from bnexp import config
-from bnexp.cli import main
 from bnexp.train import train
 
 TINY = """
@@ -30,15 +28,6 @@ def tiny(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def read(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_train_writes_every_file_with_the_right_columns(tiny, tmp_path):

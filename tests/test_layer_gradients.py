@@ -5,8 +5,16 @@ import pytest
 from gradcheck import check_layer, numeric_grad, rel_error
 
 from bnexp.engine import (
-    BatchNorm, Dropout, GroupNorm, Identity, LayerNorm, Linear, ReLU, Sigmoid,
-    SoftmaxCrossEntropy, Tanh,
+    BatchNorm,
+    Dropout,
+    GroupNorm,
+    Identity,
+    LayerNorm,
+    Linear,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
 )
 
 F64 = np.float64

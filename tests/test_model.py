@@ -8,7 +8,13 @@ import pytest
 from gradcheck import numeric_grad, rel_error
 
 from bnexp.engine import (
-    BatchNorm, Dropout, GroupNorm, LayerNorm, Linear, SoftmaxCrossEntropy, build_mlp,
+    BatchNorm,
+    Dropout,
+    GroupNorm,
+    LayerNorm,
+    Linear,
+    SoftmaxCrossEntropy,
+    build_mlp,
 )
 
 COMBOS = list(itertools.product(["none", "batch", "layer", "group"], ["before", "after"],

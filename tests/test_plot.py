@@ -3,11 +3,10 @@ matplotlib objects; byte-identical reruns; error cases."""
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from clitools import invoke
 
 from bnexp import plot as plot_mod
 from bnexp import sweep as sweep_mod
-from bnexp.cli import main
 
 RAW = {
     "name": "ps",
@@ -27,10 +26,6 @@ def sweep_dir(tmp_path_factory):
     sdir, outcome = sweep_mod.execute(sw, out, jobs=2, plot=True)
     assert not outcome.failed
     return sdir
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_grid_has_one_panel_per_value_and_one_line_per_value(sweep_dir, monkeypatch):

@@ -1,6 +1,5 @@
 """``bnexp sweep``: expansion, validation, parallel runs, resume, failures, locking."""
 
-import csv
 import json
 import os
 import signal
@@ -11,12 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from clitools import invoke, read
 from idxdata import write_idx_set
 
 from bnexp import sweep as sweep_mod
-from bnexp.cli import main
-from bnexp.sweep import SweepError
 
 BASE = {
     "name": "sw",
@@ -32,15 +29,6 @@ def write_cfg(tmp_path, grid, seeds=(0,), **extra):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def read(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_generators_and_expansion():
