@@ -119,6 +119,7 @@ class SweepData:
     path: Path
     axes: list[tuple[str, list[str]]]  # key -> formatted values, in grid order
     runs: list[RunData]
+    zipped: tuple[str, ...] = ()  # keys of the sweep's zip section (one dimension)
 
     def axis(self, key: str) -> list[str]:
         for k, values in self.axes:
@@ -157,7 +158,7 @@ def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
     runs = [RunData(r["run_id"], path / r["run_id"], {k: _fmt(r[k]) for k in keys},
                     int(r["seed"]), read_json(path / r["run_id"] / "run.json") or {})
             for r in rows]
-    data = SweepData(path, axes, runs)
+    data = SweepData(path, axes, runs, tuple(section.get("zip") or {}))
     for text in filters:
         key, sep, value = text.partition("=")
         if not sep:
@@ -320,7 +321,7 @@ def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: 
         ax.plot([], [], marker="x", color="black", linestyle="none", label="diverged run")
     values = [float(v) for v in xs_all]
     positive = [v for v in values if v > 0]
-    if len(positive) == len(values) and max(values) / min(values) >= 100:
+    if len(positive) == len(values) and max(values) / min(values) >= 10:
         ax.set_xscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(f"{stat} {METRIC_LABELS.get(metric, metric)}")
@@ -442,7 +443,9 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     for key in (panels, lines, x, y):
         if key is not None:
             data.axis(key)  # a key that is not swept is an error, before anything else
-    keys = [k for k, vals in data.axes if len(vals) > 1]
+    # The dimensions that vary; zipped keys vary together, the first stands for them.
+    keys = [k for k, vals in data.axes if len(vals) > 1
+            and (k not in data.zipped or k == data.zipped[0])]
     kind = kind or _default_kind(data, keys)
     name = kind
     if kind == "grid":
@@ -483,7 +486,8 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
 def _check_others(data: SweepData, used: list[str | None]) -> None:
     """A figure shows at most the keys it is given; any other key that still
     varies would be silently averaged over, so it must be fixed by --filter."""
-    others = [k for k, vals in data.axes if len(vals) > 1 and k not in used]
+    tied = set(data.zipped) if any(u in data.zipped for u in used) else set()
+    others = [k for k, vals in data.axes if len(vals) > 1 and k not in used and k not in tied]
     if others:
         k = others[0]
         raise PlotError(f"{data.path.name} also varies {', '.join(others)}; pick one value with "
@@ -491,10 +495,14 @@ def _check_others(data: SweepData, used: list[str | None]) -> None:
 
 
 def _default_kind(data: SweepData, keys: list[str]) -> str:
+    """Runs only: their curves. The book's weight-scale sweep: its grid. A
+    numeric key with several values: the final metric against it. Else a grid."""
     if not keys:
         return "curves"
-    if len(keys) == 1:
-        return "final" if data.numeric(keys[0]) else "grid"
+    if "init.weight_scale" in keys and len(keys) == 2:
+        return "grid"
+    if len(keys) <= 2 and any(data.numeric(k) and len(data.axis(k)) >= 4 for k in keys):
+        return "final"
     return "grid"
 
 
@@ -506,7 +514,7 @@ def _pick_panels(data: SweepData, keys: list[str], lines: str | None) -> str:
 
 
 def _pick_x(data: SweepData, keys: list[str]) -> str:
-    numeric = [k for k in keys if data.numeric(k)]
+    numeric = [k for k in keys if data.numeric(k) and len(data.axis(k)) > 1]
     if not numeric:
         raise PlotError("--kind final needs a numeric swept key (--x KEY)")
     return max(numeric, key=lambda k: len(data.axis(k)))
