@@ -386,9 +386,11 @@ def plan(sweep: Sweep, sweep_dir: Path, force: bool, retry_failed: bool) -> list
     return todo
 
 
-def make_executor(kind: str, jobs: int, address: str | None):
-    """A ``concurrent.futures`` executor: a spawn process pool, or a Dask
-    cluster's (optional extra ``bnexp[dask]``)."""
+def make_executor(kind: str, jobs: int | None, address: str | None):
+    """``(executor, close, width)``: a ``concurrent.futures`` executor (a spawn
+    process pool, or a Dask cluster's with the optional extra ``bnexp[dask]``),
+    a function that shuts it down, and how many runs to keep in flight (``jobs``,
+    else all local cores or all the cluster's worker threads)."""
     if kind == "dask":
         try:
             from distributed import Client
@@ -400,7 +402,8 @@ def make_executor(kind: str, jobs: int, address: str | None):
             client = Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise SweepError(f"--address {address}: cannot reach a Dask scheduler ({exc})") from None
-        return client.get_executor(pure=False), client.close
+        width = jobs or max(sum(client.nthreads().values()), 1)
+        return client.get_executor(pure=False), client.close, width
     if kind != "local":
         raise SweepError(f"--executor: got {kind!r}, expected local or dask")
     import multiprocessing
@@ -408,6 +411,7 @@ def make_executor(kind: str, jobs: int, address: str | None):
 
     saved = {v: os.environ.get(v) for v in BLAS_ENV}
     os.environ.update({v: "1" for v in BLAS_ENV})  # inherited by the spawned workers
+    jobs = jobs or os.cpu_count() or 1
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_pin_blas)
 
@@ -418,7 +422,7 @@ def make_executor(kind: str, jobs: int, address: str | None):
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
-    return pool, close
+    return pool, close, jobs
 
 
 def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bool = False,
@@ -437,21 +441,15 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
         todo_ids = {p.run_id for p in todo}
         outcome.skipped = [p.run_id for p in sweep.points if p.run_id not in todo_ids]
         if todo:
-            jobs = jobs or os.cpu_count() or 1
-            pool, close = make_executor(executor, min(jobs, len(todo)), address)
-            futures = {}
+            pool, close, width = make_executor(executor, jobs, address)
+            for p in todo:
+                prepare(sweep_dir / p.run_id, force=True)
+                mark(sweep_dir / p.run_id, p.config, "queued")
             # SIGTERM behaves as Ctrl-C: cancel what is pending, keep what finished.
             old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
-                for p in todo:
-                    prepare(sweep_dir / p.run_id, force=True)
-                    mark(sweep_dir / p.run_id, p.config, "queued")
-                    futures[pool.submit(run_point, p.config.to_dict(), plot)] = p
-                _collect(futures, sweep_dir, outcome, fail_fast, progress, write)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+                _run_all(pool, min(width, len(todo)), todo, sweep_dir, outcome, fail_fast,
+                         progress, write, plot)
             finally:
                 signal.signal(signal.SIGTERM, old_term)
                 _shutdown(pool, close)
@@ -474,35 +472,59 @@ def _shutdown(pool, close) -> None:
         close()
 
 
-def _collect(futures, sweep_dir, outcome, fail_fast, progress, write) -> None:
-    from concurrent.futures import as_completed
+def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, write, plot) -> None:
+    """Keep ``width`` runs in flight, writing each result as it comes back. Only
+    that many are ever handed to the executor, so a stop (--fail-fast, Ctrl-C)
+    leaves the rest untouched ("queued") for the next invocation."""
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    for fut in as_completed(futures):
-        p = futures[fut]
-        try:
-            payload = fut.result()
-        except Exception as exc:  # the worker itself died, e.g. killed or out of memory
-            import traceback
+    pending = list(reversed(todo))
+    in_flight = {}
 
-            from .rundir import run_info
+    def submit():
+        p = pending.pop()
+        in_flight[pool.submit(run_point, p.config.to_dict(), plot)] = p
 
-            info = run_info(p.config, reproduce_command(p.run_id, sweep_dir))
-            info.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                        traceback="".join(traceback.format_exception(exc)))
-            payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [],
-                       "curves": None}
-        payload["info"]["command"] = reproduce_command(p.run_id, sweep_dir)
-        write(sweep_dir / p.run_id, p.config, payload)
-        status = payload["info"]["status"]
-        {"completed": outcome.done, "diverged": outcome.diverged}.get(
-            status, outcome.failed).append(p.run_id)
-        if progress:
-            progress(p.run_id, outcome)
-        if status == "failed" and fail_fast:
-            for f in futures:
-                if f.cancel():
-                    outcome.cancelled.append(futures[f].run_id)
-            return
+    try:
+        while pending and len(in_flight) < width:
+            submit()
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                p = in_flight.pop(fut)
+                status = _record(fut, p, sweep_dir, outcome, write)
+                if progress:
+                    progress(p.run_id, outcome)
+                if status == "failed" and fail_fast:
+                    outcome.cancelled = [q.run_id for q in pending]
+                    pending.clear()
+            while pending and len(in_flight) < width:
+                submit()
+    except BaseException:
+        for fut in in_flight:
+            fut.cancel()
+        raise
+
+
+def _record(fut, p: Point, sweep_dir: Path, outcome: Outcome, write) -> str:
+    """Write one finished run's folder and count it; returns its status."""
+    try:
+        payload = fut.result()
+    except Exception as exc:  # the worker itself died, e.g. killed or out of memory
+        import traceback
+
+        from .rundir import run_info
+
+        info = run_info(p.config, None)
+        info.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                    traceback="".join(traceback.format_exception(exc)))
+        payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
+    payload["info"]["command"] = reproduce_command(p.run_id, sweep_dir)
+    write(sweep_dir / p.run_id, p.config, payload)
+    status = payload["info"]["status"]
+    {"completed": outcome.done, "diverged": outcome.diverged}.get(
+        status, outcome.failed).append(p.run_id)
+    return status
 
 
 # --- summaries -------------------------------------------------------------------

@@ -158,3 +158,11 @@ def test_help_lists_commands_with_examples_and_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "bnexp", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("bnexp, version")
+
+
+def test_cli_starts_without_heavy_imports():
+    """`bnexp --help` stays fast: numpy, matplotlib and tqdm load only when a command needs them."""
+    code = ("import sys, bnexp.cli; "
+            "print(sorted(m for m in ('numpy', 'matplotlib', 'tqdm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

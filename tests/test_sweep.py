@@ -162,6 +162,22 @@ def test_failing_run_is_isolated_recorded_and_reported(tmp_path):
     assert "1 failed, 1 skipped" in res.output and res.exit_code == 1
 
 
+def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_queued(tmp_path):
+    bad = write_idx_set(tmp_path / "bad", n_train=200, n_test=60)
+    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    good = write_idx_set(tmp_path / "good", n_train=200, n_test=60)
+    cfg = write_cfg(tmp_path, {"data.root": [str(bad), str(good)]},
+                    data={"dataset": "mnist", "n_train": 100, "n_test": 50})
+    res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--fail-fast", "--no-plot")
+    assert res.exit_code == 1
+    assert "0 completed, 0 diverged, 1 failed" in res.output
+    assert "1 run(s) cancelled by --fail-fast" in res.output
+    statuses = {r["data.root"]: r["status"] for r in read(tmp_path / "runs" / "sw" / "summary.csv")}
+    assert statuses == {str(bad): "failed", str(good): "queued"}
+    res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot")
+    assert "1 completed, 0 diverged, 0 failed, 1 skipped" in res.output  # resumes the rest
+
+
 def test_second_sweep_on_the_same_folder_is_refused(tmp_path):
     cfg = write_cfg(tmp_path, {"model.norm": ["none"]})
     with sweep_mod.lock(tmp_path / "runs" / "sw"):
