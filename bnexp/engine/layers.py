@@ -276,9 +276,12 @@ class BatchNorm(Layer):
         self.affine, self.track_running_stats = affine, track_running_stats
         _affine_params(self, D, affine, dtype)
         if track_running_stats:
-            self.buffers["running_mean"] = np.zeros(D, dtype=dtype)
-            init_var = np.zeros if convention == "book" else np.ones
-            self.buffers["running_var"] = init_var(D, dtype=dtype)
+            # Mean and variance are rows of one (2, D) array, updated together.
+            self._running = np.zeros((2, D), dtype=dtype)
+            if convention == "pytorch":
+                self._running[1] = 1.0
+            self.buffers["running_mean"] = self._running[0]
+            self.buffers["running_var"] = self._running[1]
             self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
         self._xc: np.ndarray | None = None  # x - mean, (N, D)
         self._inv_std: np.ndarray | None = None  # (D,)
@@ -297,12 +300,17 @@ class BatchNorm(Layer):
                     "BatchNorm: training needs a batch of at least 2 samples "
                     f"(got {N}); with one, every output is beta and every gradient zero"
                 )
-            mean = np.matmul(self._ones(N, x.dtype, 1.0 / N), x)  # (D,)
+            stats = self._buf("stats", (2, D), x.dtype)  # batch mean and biased variance
+            mean, var = stats[0], stats[1]
+            ones = self._ones(N, x.dtype, 1.0 / N)
+            np.matmul(ones, x, out=mean)  # column means through BLAS
             np.subtract(x, mean, out=xc)
-            var = np.einsum("nd,nd->d", xc, xc)  # two-pass (centred): no cancellation
-            var *= 1.0 / N  # biased
+            # Two-pass (centred) variance, no cancellation; the square goes through y's buffer.
+            sq = self._buf("y", x.shape, x.dtype)
+            np.multiply(xc, xc, out=sq)
+            np.matmul(ones, sq, out=var)
             if train and self.track_running_stats:
-                self._update_running(mean, var, N)
+                self._update_running(stats, N)
         else:
             np.subtract(x, self.buffers["running_mean"], out=xc)
             var = self.buffers["running_var"]
@@ -320,24 +328,26 @@ class BatchNorm(Layer):
             return y
         return np.add(y, self.params["beta"], out=y)
 
-    def _update_running(self, mean: np.ndarray, var: np.ndarray, N: int) -> None:
+    def _update_running(self, stats: np.ndarray, N: int) -> None:
+        """running = (1 - f) * running + f * batch for both rows at once, with the
+        unbiased batch variance (PyTorch) or the biased one (book)."""
         b = self.buffers
         count = int(b["num_batches_tracked"]) + 1
         b["num_batches_tracked"].fill(count)
-        factor = 1.0 / count if self.momentum is None else self.momentum
-        # running = (1 - factor) * running + factor * batch, with the unbiased batch variance
-        rm, rv = b["running_mean"], b["running_var"]
-        rm *= 1.0 - factor
-        rm += factor * mean
-        rv *= 1.0 - factor
-        rv += (factor * (N / (N - 1) if self.convention == "pytorch" else 1.0)) * var
+        f = 1.0 / count if self.momentum is None else self.momentum
+        coef = np.array([[f], [f * N / (N - 1) if self.convention == "pytorch" else f]],
+                        dtype=stats.dtype)
+        self._running *= 1.0 - f
+        self._running += stats * coef
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xc = self._need_cache("_xc")
         N = xc.shape[0]
         inv_std = self._inv_std
         dbeta = np.matmul(self._ones(N, dy.dtype), dy)  # sum(dy), (D,)
-        s2 = np.einsum("nd,nd->d", dy, xc)  # sum(dy * xc) = sum(dy * xhat) / inv_std
+        tmp = self._buf("tmp", xc.shape, dy.dtype)
+        np.multiply(dy, xc, out=tmp)
+        s2 = np.matmul(self._ones(N, dy.dtype), tmp)  # sum(dy * xc) = sum(dy * xhat) / inv_std
         if self.affine:
             self.grads["beta"][...] = dbeta
             np.multiply(s2, inv_std, out=self.grads["gamma"])
@@ -354,7 +364,6 @@ class BatchNorm(Layer):
         a *= s2
         a *= inv_std * (-1.0 / N)
         c = np.multiply(scale, dbeta * (-1.0 / N))
-        tmp = self._buf("tmp", xc.shape, dy.dtype)
         np.multiply(xc, a, out=tmp)
         np.add(dx, tmp, out=dx)
         return np.add(dx, c, out=dx)
