@@ -94,6 +94,9 @@ def sweep_section(sweep_dir: str | Path, figures_dir: str | Path, page_dir: str 
             f"seeds {', '.join(map(str, seeds))}; this section: `bnexp report {sweep_dir}`)", ""]
     if report.get("verdict"):
         out += [f"**Verdict.** {report['verdict']}", ""]
+    provenance = _provenance(sweep_dir)
+    if provenance:
+        out += [provenance, ""]
     figures_dir.mkdir(parents=True, exist_ok=True)
     for i, spec in enumerate(report.get("figures") or [{}]):
         spec = dict(spec)
@@ -111,6 +114,20 @@ def sweep_section(sweep_dir: str | Path, figures_dir: str | Path, page_dir: str 
     if report.get("notes"):
         out += [str(report["notes"]), ""]
     return "\n".join(out)
+
+
+def _provenance(sweep_dir: Path) -> str | None:
+    """Which bnexp (and commit) made the runs, from their run.json files."""
+    from .rundir import read_json
+
+    made = set()
+    for row in read_csv(sweep_dir / "summary.csv"):
+        info = read_json(sweep_dir / row["run_id"] / "run.json") or {}
+        version = (info.get("versions") or {}).get("bnexp")
+        if version:
+            commit = info.get("git_commit")
+            made.add(f"bnexp {version}" + (f" (commit {commit[:10]})" if commit else ""))
+    return f"Runs made with {', '.join(sorted(made))}." if made else None
 
 
 def _relpath(path: Path, start: Path) -> str:
