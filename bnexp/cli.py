@@ -170,8 +170,9 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
         raise UserError(str(exc)) from None
     if dry_run:
         click.echo(sweep_mod.dry_run_table(sw))
-        click.echo(f"{len(sw.points)} runs ({len(sw.points) // len(sw.seeds)} grid points x "
-                   f"{len(sw.seeds)} seeds) -> {Path(out) / sw.name}")
+        n, points, seeds = len(sw.points), len(sw.points) // len(sw.seeds), len(sw.seeds)
+        click.echo(f"{_count(n, 'run')} ({_count(points, 'grid point')} x {_count(seeds, 'seed')})"
+                   f" -> {Path(out) / sw.name}")
         return
     bar = None
     if not quiet:
@@ -355,6 +356,10 @@ def data_ls(root: str | None) -> None:
     for line in [header, *body]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line[:4], widths)) + "  " + line[4])
     click.echo(f"cache: {cache_dir()}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _read_info(run_dir: Path) -> dict:
