@@ -287,8 +287,8 @@ def run_point(config_dict: dict, plot: bool) -> dict:
     """Worker side: compute one run and return its payload (plain data)."""
     from .rundir import compute
 
-    cfg = cfgmod.from_dict(config_dict)
-    return compute(cfg, plot=plot, command=reproduce_command(cfg.name))
+    # The parent fills in the command that reproduces the run (it knows the folder).
+    return compute(cfgmod.from_dict(config_dict), plot=plot, command=[])
 
 
 def reproduce_command(run_id: str, sweep_dir: str | Path | None = None) -> list[str]:
