@@ -199,7 +199,8 @@ def write(run_dir: Path, cfg: Config, payload: dict) -> None:
 
 
 def mark(run_dir: Path, cfg: Config, status: str, command: list[str] | None = None) -> None:
-    """Write config.yaml and a provisional run.json (``queued`` / ``running``)."""
+    """Write config.yaml and a provisional run.json (status ``running``); a run
+    left so (killed) is rerun by the next sweep."""
     info = run_info(cfg, command)
     info["status"] = status
     atomic_write(Path(run_dir) / "config.yaml", dump(cfg))

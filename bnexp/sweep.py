@@ -431,7 +431,7 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
             progress: Callable[[str, Outcome], None] | None = None) -> tuple[Path, Outcome]:
     """Run every point of ``sweep`` not yet finished into ``out/<name>/`` and
     write the summaries. ``progress(run_id, outcome)`` is called after each run."""
-    from .rundir import mark, prepare, write
+    from .rundir import write
 
     sweep_dir = Path(out) / sweep.name
     outcome = Outcome()
@@ -442,9 +442,6 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
         outcome.skipped = [p.run_id for p in sweep.points if p.run_id not in todo_ids]
         if todo:
             pool, close, width = make_executor(executor, jobs, address)
-            for p in todo:
-                prepare(sweep_dir / p.run_id, force=True)
-                mark(sweep_dir / p.run_id, p.config, "queued")
             # SIGTERM behaves as Ctrl-C: cancel what is pending, keep what finished.
             old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
@@ -475,14 +472,20 @@ def _shutdown(pool, close) -> None:
 def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, write, plot) -> None:
     """Keep ``width`` runs in flight, writing each result as it comes back. Only
     that many are ever handed to the executor, so a stop (--fail-fast, Ctrl-C)
-    leaves the rest untouched ("queued") for the next invocation."""
+    leaves the rest untouched for the next invocation."""
     from concurrent.futures import FIRST_COMPLETED, wait
+
+    from .rundir import mark, prepare
 
     pending = list(reversed(todo))
     in_flight = {}
 
     def submit():
+        # A run's old files go only when it is handed out: a stopped --force
+        # sweep keeps every result it has not yet redone.
         p = pending.pop()
+        prepare(sweep_dir / p.run_id, force=True)
+        mark(sweep_dir / p.run_id, p.config, "running")
         in_flight[pool.submit(run_point, p.config.to_dict(), plot)] = p
 
     try:

@@ -162,7 +162,7 @@ def test_failing_run_is_isolated_recorded_and_reported(tmp_path):
     assert "1 failed, 1 skipped" in res.output and res.exit_code == 1
 
 
-def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_queued(tmp_path):
+def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_untouched(tmp_path):
     bad = write_idx_set(tmp_path / "bad", n_train=200, n_test=60)
     (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
     good = write_idx_set(tmp_path / "good", n_train=200, n_test=60)
@@ -173,9 +173,17 @@ def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_queued(tmp_pat
     assert "0 completed, 0 diverged, 1 failed" in res.output
     assert "1 run(s) cancelled by --fail-fast" in res.output
     statuses = {r["data.root"]: r["status"] for r in read(tmp_path / "runs" / "sw" / "summary.csv")}
-    assert statuses == {str(bad): "failed", str(good): "queued"}
+    assert statuses == {str(bad): "failed", str(good): "missing"}  # never started
     res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot")
     assert "1 completed, 0 diverged, 0 failed, 1 skipped" in res.output  # resumes the rest
+    # A --force sweep that stops early keeps the results it has not yet redone.
+    good_run = next(p for p in (tmp_path / "runs" / "sw").iterdir() if "good" in p.name)
+    before = (good_run / "metrics.csv").read_bytes()
+    res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot", "--force",
+                 "--fail-fast")
+    assert res.exit_code == 1 and "1 run(s) cancelled" in res.output
+    assert (good_run / "metrics.csv").read_bytes() == before
+    assert json.loads((good_run / "run.json").read_text())["status"] == "completed"
 
 
 def test_second_sweep_on_the_same_folder_is_refused(tmp_path):
@@ -212,12 +220,12 @@ def test_sigterm_cancels_and_the_next_run_resumes(tmp_path):
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
     statuses = []
-    for d in sorted(sdir.glob("lr=*")):
+    for d in sorted(sdir.glob("lr=*")):  # runs never handed out have no folder yet
         info = json.loads((d / "run.json").read_text())  # parses: nothing half-written
         statuses.append(info["status"])
         if info["status"] == "completed":
             assert len(read(d / "metrics.csv")) == 7
-    assert "completed" in statuses and set(statuses) <= {"completed", "queued"}
+    assert "completed" in statuses and set(statuses) <= {"completed", "running"}
     assert not list(sdir.rglob(".*.tmp"))
     res = invoke("sweep", cfg, "--out", out, "-j", "2", "--no-plot")
     assert res.exit_code == 0
