@@ -17,15 +17,18 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("mnist5k", "synthetic", "mnist", "fashion-mnist")
-PREPROCESS = ("scale", "standardize")
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
-NORMS = ("none", "batch", "layer", "group")
-PLACEMENTS = ("before", "after")
-OPTIMIZERS = ("sgd", "momentum", "adam")
-DTYPES = ("float32", "float64")
-SAMPLING = ("shuffle", "replacement")
-INIT_NAMES = ("he", "xavier")
+from .choices import (
+    ACTIVATIONS,
+    CONVENTIONS,
+    DATASETS,
+    DTYPES,
+    INIT_NAMES,
+    NORMS,
+    OPTIMIZERS,
+    PLACEMENTS,
+    PREPROCESS,
+    SAMPLING,
+)
 
 
 class ConfigError(Exception):
@@ -173,7 +176,7 @@ class NormConfig:
     eps: float = spec(1e-5, number(lo=0.0))
     affine: bool = spec(True, boolean)
     track_running_stats: bool = spec(True, boolean)
-    convention: str = spec("pytorch", choice(("pytorch", "book")),
+    convention: str = spec("pytorch", choice(CONVENTIONS),
                            "running_var: unbiased, starts at 1 | biased, starts at 0")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..choices import NORMS, PLACEMENTS
 from .layers import (
     BatchNorm,
     Dropout,
@@ -23,9 +24,6 @@ from .layers import (
 from .loss import SoftmaxCrossEntropy
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
-NORMS = ("none", "batch", "layer", "group")
-PLACEMENTS = ("before", "after")
-INIT_NAMES = ("he", "xavier")
 
 
 def init_std(weight_scale: float | str, fan_in: int) -> float:

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..choices import OPTIMIZERS
 from .layers import Layer
-
-OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
 class Optimizer:
