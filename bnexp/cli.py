@@ -71,8 +71,11 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--no-plot", is_flag=True, help="Skip drawing curves.png.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="BLAS threads (default: BLAS's own choice). Use 1 when other work "
+                   "shares the cores: idle BLAS threads spin and can slow a run many-fold.")
 def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet: bool,
-          no_plot: bool) -> None:
+          no_plot: bool, threads: int | None) -> None:
     """Train one model as CONFIG (a YAML file) describes.
 
     Writes config.yaml (resolved), metrics.csv, run.json, curves.png and,
@@ -84,6 +87,7 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
       bnexp train configs/book_bn.yaml --set init.weight_scale=1e-4 --set name=tiny --force
     """
     cfg = _load_config(config, overrides)
+    _blas_threads(threads)
     from . import rundir
 
     run_dir = Path(out) / cfg.name
@@ -116,6 +120,18 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
             what += f" at epoch {info['diverged_at']['epoch']:.2f}"
         click.echo(f"{cfg.name}: {what} in {info['seconds']:.1f} s; epoch {f['epoch']}: "
                    f"train acc {f['train_acc']:.4f}, test acc {f['test_acc']:.4f} -> {run_dir}")
+
+
+def _blas_threads(threads: int | None) -> None:
+    """Set the BLAS thread count before numpy loads (no effect once it has)."""
+    import os
+
+    from .sweep import BLAS_ENV
+
+    if threads is None:
+        return
+    for var in BLAS_ENV:
+        os.environ[var] = str(threads)
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:

@@ -166,3 +166,27 @@ def test_cli_starts_without_heavy_imports():
             "print(sorted(m for m in ('numpy', 'matplotlib', 'tqdm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+
+def test_threads_option_reaches_blas_before_numpy_loads(tmp_path):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("name: t\ndata: {dataset: synthetic, n_train: 40, n_test: 20, dim: 4}\n"
+                   "model: {hidden: [8]}\ntrain: {epochs: 1, batch_size: 10}\n")
+    code = """
+import os, sys
+from bnexp.cli import main
+main(sys.argv[1:], standalone_mode=False)
+try:
+    from threadpoolctl import threadpool_info
+    blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+except ImportError:
+    blas = "n/a"
+print(os.environ.get("OPENBLAS_NUM_THREADS"), blas)
+"""
+    out = subprocess.run([sys.executable, "-c", code, "train", str(cfg), "--out", str(tmp_path),
+                          "--threads", "1", "-q", "--no-plot"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    env, blas = out.stdout.split(maxsplit=1)
+    assert env == "1" and blas.strip() in ("[1]", "n/a")
+    assert (tmp_path / "t" / "metrics.csv").exists()
