@@ -6,7 +6,14 @@ The product never imports torch: only this test file does.
 import numpy as np
 import pytest
 
-from bnexp.engine import BatchNorm, GroupNorm, LayerNorm, Linear, build_mlp, make_optimizer
+from bnexp.engine import (
+    BatchNorm,
+    GroupNorm,
+    LayerNorm,
+    Linear,
+    build_mlp,
+    make_optimizer,
+)
 
 torch = pytest.importorskip("torch")
 torch.set_default_dtype(torch.float64)
