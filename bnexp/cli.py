@@ -185,7 +185,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     if dry_run:
-        click.echo(sweep_mod.dry_run_table(sw))
+        click.echo(_table(*sweep_mod.dry_run_rows(sw)))
         n, points, seeds = len(sw.points), len(sw.points) // len(sw.seeds), len(sw.seeds)
         click.echo(f"{_count(n, 'run')} ({_count(points, 'grid point')} x {_count(seeds, 'seed')})"
                    f" -> {Path(out) / sw.name}")
@@ -368,10 +368,16 @@ def data_ls(root: str | None) -> None:
     header = ("dataset", "file", "MB", "check", "folder")
     body = [(r["dataset"], r["file"], f"{r['bytes'] / 1e6:.1f}", r["check"], r["folder"])
             for r in rows]
-    widths = [max(len(x[i]) for x in [header, *body]) for i in range(4)]
-    for line in [header, *body]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(line[:4], widths)) + "  " + line[4])
+    click.echo(_table(header, body))
     click.echo(f"cache: {cache_dir()}")
+
+
+def _table(header, rows) -> str:
+    """Columns padded to their widest cell, two spaces apart."""
+    lines = [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                     for line in lines)
 
 
 def _count(n: int, noun: str) -> str:

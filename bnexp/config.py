@@ -392,19 +392,25 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
 
 
+def apply_settings(raw: dict, texts: list[str], errors: list[str]) -> dict:
+    """A copy of ``raw`` with every ``--set dotted.key=value`` applied; problems
+    (malformed settings, unknown keys) are appended to ``errors``."""
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append(parse_override(text))
+        except ConfigError as exc:
+            errors += exc.errors
+    return apply_overrides(raw, parsed, errors)
+
+
 def load(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override and validate a config file."""
     raw = read_yaml(path)
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError([f"{path}: got {show(raw)}, expected a mapping of keys"])
     errors: list[str] = []
-    parsed = []
-    for text in overrides:
-        try:
-            parsed.append(parse_override(text))
-        except ConfigError as exc:
-            errors += exc.errors
-    raw = apply_overrides(raw or {}, parsed, errors)
+    raw = apply_settings(raw or {}, list(overrides), errors)
     return from_dict(raw, errors)
 
 

@@ -447,15 +447,13 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     keys = [k for k, vals in data.axes if len(vals) > 1
             and (k not in data.zipped or k == data.zipped[0])]
     kind = kind or _default_kind(data, keys)
-    name = kind
     if kind == "grid":
         if panels is None and len(keys) == 1 and lines in (None, keys[0]):
             lines = keys[0]  # one swept key: one panel, a line per value
         else:
             panels = panels or _pick_panels(data, keys, lines)
         if lines is None:
-            rest = [k for k in keys if k != panels]
-            lines = min(rest, key=lambda k: len(data.axis(k))) if rest else None
+            lines = _pick_lines(data, keys, panels)
         if lines == panels:
             raise PlotError("--lines and --panels must be different keys")
         _check_others(data, [panels, lines])
@@ -463,8 +461,7 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     elif kind == "final":
         x = x or _pick_x(data, keys)
         if lines is None:
-            rest = [k for k in keys if k != x]
-            lines = min(rest, key=lambda k: len(data.axis(k))) if rest else None
+            lines = _pick_lines(data, keys, x)
         _check_others(data, [x, lines])
         fig = final_figure(data, x, lines, metric or "test_acc", stat)
     elif kind == "heatmap":
@@ -479,7 +476,7 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         fig = activations_figure(runs, layer)
     else:  # curves of every run
         fig = _multi_curves(data)
-    out = Path(out) if out else path / f"{name}.{fmt}"
+    out = Path(out) if out else path / f"{kind}.{fmt}"
     return save_figure(fig, out, fmt)
 
 
@@ -511,6 +508,12 @@ def _pick_panels(data: SweepData, keys: list[str], lines: str | None) -> str:
         return "init.weight_scale"  # the book's Figure 6-19 layout
     rest = [k for k in keys if k != lines] or [k for k, _ in data.axes]
     return max(rest, key=lambda k: len(data.axis(k)))
+
+
+def _pick_lines(data: SweepData, keys: list[str], other: str | None) -> str | None:
+    """The varying key with the fewest values, other than ``other``."""
+    rest = [k for k in keys if k != other]
+    return min(rest, key=lambda k: len(data.axis(k))) if rest else None
 
 
 def _pick_x(data: SweepData, keys: list[str]) -> str:

@@ -24,7 +24,7 @@ import yaml
 
 from . import config as cfgmod
 from .config import Config, ConfigError, show
-from .rundir import FINISHED, atomic_write, csv_text, read_csv, read_json, run_status
+from .rundir import FINISHED, atomic_write, csv_text, read_json, run_status
 
 SUMMARY_METRICS = ["final_train_acc", "final_test_acc", "best_test_acc", "final_train_loss",
                    "final_test_loss", "epochs", "seconds"]
@@ -164,13 +164,7 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     for text in grid_options:
         key, values = parse_grid_option(text)
         grid[key] = values
-    parsed = []
-    for text in overrides:
-        try:
-            parsed.append(cfgmod.parse_override(text))
-        except ConfigError as exc:
-            errors += exc.errors
-    raw = cfgmod.apply_overrides(raw, parsed, errors)
+    raw = cfgmod.apply_settings(raw, list(overrides), errors)
 
     zipped = section.get("zip") or {}
     if not isinstance(zipped, Mapping):
@@ -591,19 +585,13 @@ def write_summaries(sweep: Sweep, sweep_dir: Path) -> None:
     atomic_write(sweep_dir / "aggregate.csv", csv_text(agg, agg_cols))
 
 
-def read_summary(sweep_dir: str | Path) -> list[dict]:
-    return read_csv(Path(sweep_dir) / "summary.csv")
-
-
-def dry_run_table(sweep: Sweep) -> str:
+def dry_run_rows(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
+    """Header and one row per run (run_id, each swept value, seed) for --dry-run."""
     keys = [k for k, _ in sweep.axes]
-    header = ["run_id", *keys, "seed"]
-    body = [[p.run_id, *[_fmt_value(p.values[k]) for k in keys], str(p.seed)]
+    rows = [[p.run_id, *[_fmt_value(p.values[k]) for k in keys], str(p.seed)]
             for p in sweep.points]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
-    return "\n".join(lines)
+    return ["run_id", *keys, "seed"], rows
 
 
 __all__ = ["Sweep", "Point", "Outcome", "SweepError", "build", "load", "execute",
-           "write_summaries", "read_summary", "dry_run_table"]
+           "write_summaries", "dry_run_rows"]

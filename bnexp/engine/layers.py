@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..choices import CONVENTIONS
+
 __all__ = [
     "Layer",
     "Linear",
@@ -267,8 +269,9 @@ class BatchNorm(Layer):
     ) -> None:
         super().__init__()
         _check_sizes("BatchNorm", eps, D=D)
-        if convention not in ("pytorch", "book"):
-            raise ValueError(f"BatchNorm: convention={convention!r} must be 'pytorch' or 'book'")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"BatchNorm: convention={convention!r} must be one of "
+                             f"{', '.join(CONVENTIONS)}")
         self.convention = convention
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum={momentum} must be in [0, 1] or None")
