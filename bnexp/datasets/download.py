@@ -61,7 +61,8 @@ def cache_dir(name: str | None = None) -> Path:
     return root / name if name else root
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
+    """MD5 of a file, read in chunks."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
@@ -126,7 +127,7 @@ def download(name: str, dest: Path | None = None, *, mirrors: list[str] | None =
     for stem in FILES.values():
         filename = f"{stem}.gz"
         target = dest / filename
-        if target.is_file() and _md5(target) == md5.get(filename, _md5(target)):
+        if target.is_file() and (filename not in md5 or file_md5(target) == md5[filename]):
             continue
         failures, offline, ok = [], 0, False
         for mirror in mirrors:

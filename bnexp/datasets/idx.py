@@ -129,9 +129,7 @@ def inventory(root: str | None = None) -> list[dict]:
     """What is on disk for each full-size dataset: one row per file with its
     folder, size and check (MD5 of the .gz or SHA-256 of the content where
     known, else the IDX structure)."""
-    import hashlib
-
-    from .download import MD5, SHA256_RAW
+    from .download import MD5, SHA256_RAW, file_md5
 
     rows = []
     for name in SYSTEM_DIRS:
@@ -143,8 +141,7 @@ def inventory(root: str | None = None) -> list[dict]:
         for path in found.values():
             check = "structure ok"
             try:
-                if path.suffix == ".gz" and MD5[name].get(path.name) == hashlib.md5(
-                        path.read_bytes()).hexdigest():
+                if path.suffix == ".gz" and MD5[name].get(path.name) == file_md5(path):
                     check = "verified (MD5)"
                 else:
                     read_idx(path, name)
