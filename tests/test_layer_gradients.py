@@ -124,3 +124,38 @@ def test_softmax_cross_entropy_gradient():
     analytic = loss.backward().copy()
     numeric = numeric_grad(lambda: loss.forward(logits, labels), logits)
     assert rel_error(analytic, numeric) < TOL
+
+
+def test_relu_gradient_is_zero_at_zero_and_negative():
+    """PyTorch's convention: dy passes where x > 0 only (x = +0.0 and -0.0 block it)."""
+    layer = ReLU()
+    x = np.array([[-1.0, -0.0, 0.0, 1e-45, 2.0]], dtype=np.float32)
+    y = layer.forward(x, train=True)
+    np.testing.assert_array_equal(y, np.array([[0, 0, 0, 1e-45, 2]], dtype=np.float32))
+    dx = layer.backward(np.full_like(x, 3.0))
+    np.testing.assert_array_equal(dx, [[0, 0, 0, 3, 3]])
+
+
+@pytest.mark.parametrize("cls", [BatchNorm, ReLU, Linear])
+def test_work_buffers_follow_the_batch_size(cls):
+    """Layers keep work arrays per batch size; alternating sizes must give the
+    same outputs and gradients as a fresh layer would."""
+    rng = np.random.default_rng(11)
+
+    def make():
+        if cls is Linear:
+            return Linear(5, 3, rng=np.random.default_rng(0), dtype=F64)
+        return BatchNorm(5, dtype=F64) if cls is BatchNorm else ReLU()
+
+    layer = make()
+    for N in (6, 3, 6, 2):
+        x, dy = rng.standard_normal((N, 5)), rng.standard_normal((N, 3 if cls is Linear else 5))
+        fresh = make()
+        if cls is BatchNorm:  # same running statistics before the step
+            fresh.buffers["running_mean"][...] = layer.buffers["running_mean"]
+            fresh.buffers["running_var"][...] = layer.buffers["running_var"]
+        np.testing.assert_allclose(layer.forward(x, True), fresh.forward(x, True), rtol=1e-12)
+        np.testing.assert_allclose(layer.backward(dy), fresh.backward(dy), rtol=1e-12)
+        for key in layer.buffers:
+            if key != "num_batches_tracked":
+                np.testing.assert_allclose(layer.buffers[key], fresh.buffers[key], rtol=1e-12)

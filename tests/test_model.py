@@ -204,3 +204,17 @@ def test_layer_errors():
         Dropout(1.0, rng=np.random.default_rng(0))
     with pytest.raises(RuntimeError, match="backward called before forward"):
         LayerNorm(3).backward(np.ones((2, 3)))
+
+
+def test_cross_entropy_any_integer_labels_and_batch_sizes():
+    rng = np.random.default_rng(6)
+    loss = SoftmaxCrossEntropy()
+    for N in (5, 2, 5):
+        logits = rng.standard_normal((N, 3)) * 4
+        labels = rng.integers(0, 3, N)
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        expected_grad = (p - np.eye(3)[labels]) / N
+        for dtype in (np.int64, np.int32, np.uint8):
+            value = loss.forward(logits, labels.astype(dtype))
+            assert value == pytest.approx(-np.mean(np.log(p[np.arange(N), labels])), rel=1e-12)
+            np.testing.assert_allclose(loss.backward(), expected_grad, rtol=1e-10, atol=1e-15)

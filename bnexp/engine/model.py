@@ -79,12 +79,14 @@ class MLP:
         """x: (N, D_in) -> logits (N, C). With ``record``, ``self.records``
         holds a copy of every layer's input and output."""
         h = np.asarray(x, dtype=self.dtype)
-        if record:
-            self.records = []
+        if not record:
+            for layer in self.layers:
+                h = layer.forward(h, train)
+            return h
+        self.records = []
         for name, layer in zip(self.names, self.layers):
             out = layer.forward(h, train)
-            if record:
-                self.records.append(Record(name, layer, h.copy(), out.copy()))
+            self.records.append(Record(name, layer, h.copy(), out.copy()))
             h = out
         return h
 
