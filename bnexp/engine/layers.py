@@ -136,7 +136,7 @@ class Linear(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         x = self._need_cache("_x")
-        y, dx, ones = self._w
+        _, dx, ones = self._w
         np.matmul(x.T, dy, self.grads["W"])
         if self._bias:
             np.matmul(ones, dy, self.grads["b"])  # column sums through BLAS
