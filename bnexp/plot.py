@@ -69,7 +69,9 @@ def curves_figure(rows: list[dict], info: dict):
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{info.get('name', '')}  ({info.get('status', '?')})", fontsize=10)
-    fig.tight_layout()
+    # Fixed margins, not tight_layout: this figure is drawn once per run of every
+    # sweep, and tight_layout renders it an extra time to measure it (40% of its cost).
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.14, top=0.83, wspace=0.3)
     return fig
 
 
