@@ -20,8 +20,10 @@ def final(raw, key):
 
 
 def test_1_bn_learns_across_more_weight_scales():
-    """Measured: BN train acc [0.625, 0.879, 0.988, 0.999, 0.996, 0.957], none
-    [0.985, 0.52, 0.156, 0.1, 0.1, 0.1] at scales 0.3 ... 0.001 (book setting)."""
+    """Measured: BN train acc [0.625, 0.879, 0.988, 0.999, 0.957, 0.493], none
+    [0.985, 0.52, 0.156, 0.1, 0.1, 0.1] at scales 0.3 ... 0.001 (book setting).
+    At 0.001 a single seed is chaotic: a float32-rounding change in the engine
+    moved it from 0.957 to 0.493, hence "at least 4 of 6"."""
     scales = [0.3, 0.1, 0.03, 0.01, 0.003, 0.001]
     learned = {norm: sum(final({"model": {"norm": norm}, "init": {"weight_scale": w}},
                                "train_acc") >= 0.8 for w in scales)
@@ -51,7 +53,7 @@ def test_2_bn_trains_sooner_and_keeps_sigmoid_inputs_steady():
 
 def test_3_bn_degrades_at_batch_2_group_and_layer_norm_do_not():
     """Measured (1000 images, 5 epochs, lr 0.1 * B / 32): test acc at batch 2 vs 32:
-    BN 0.353 vs 0.892, GN 0.903 vs 0.901, LN 0.896 vs 0.886."""
+    BN 0.303 vs 0.892, GN 0.903 vs 0.901, LN 0.896 vs 0.886."""
     def acc(norm, b):
         return final({"data": {"n_train": 1000}, "model": {"hidden": [100, 100, 100], "norm": norm},
                       "init": {"weight_scale": "he"},
@@ -63,8 +65,8 @@ def test_3_bn_degrades_at_batch_2_group_and_layer_norm_do_not():
 
 
 def test_4_placement_matters_little_for_relu_and_after_is_not_worse_for_sigmoid():
-    """Measured (book setting, Xavier init, lr 0.05): ReLU test acc before 0.878 /
-    after 0.881; sigmoid train acc before 0.963 / after 1.000."""
+    """Measured (book setting, Xavier init, lr 0.05): ReLU test acc before 0.879 /
+    after 0.873; sigmoid train acc before 0.963 / after 1.000."""
     def acc(act, placement, key):
         return final({"model": {"activation": act, "placement": placement},
                       "init": {"weight_scale": "xavier"}, "train": {"lr": 0.05}}, key)
@@ -83,9 +85,9 @@ def test_5_bn_trains_at_a_learning_rate_where_the_plain_net_diverges():
 
 @pytest.mark.parametrize("convention,eps,track,momentum,low,high", [
     ("pytorch", 1e-5, True, 0.01, 0.0, 0.15),  # measured 0.100: running var still ~1
-    ("book", 1e-6, True, 0.01, 0.8, 1.0),  # measured 0.893: buffers start at 0
+    ("book", 1e-6, True, 0.01, 0.8, 1.0),  # measured 0.891: buffers start at 0
     ("pytorch", 1e-5, True, 0.1, 0.85, 1.0),  # measured 0.904
-    ("pytorch", 1e-5, False, 0.1, 0.85, 1.0),  # measured 0.907: batch statistics at eval
+    ("pytorch", 1e-5, False, 0.1, 0.85, 1.0),  # measured 0.906: batch statistics at eval
 ])
 def test_6_eval_statistics(convention, eps, track, momentum, low, high):
     """Book setting (weight scale 0.01, 20 epochs): final test accuracy in eval mode."""
