@@ -170,10 +170,10 @@ def main() -> None:
                 results[k].append(rate(fn, batch, args.block))
         med = {k: statistics.median(v) for k, v in results.items()}
         t = med.get("torch")
-        print(f"{batch:>6} {med['bnexp']:>10.0f} {t if t else float('nan'):>10.0f} "
-              f"{med['floor']:>10.0f} "
-              f"{(med['bnexp'] / t if t else float('nan')):>8.2f}x "
-              f"{med['bnexp'] / med['floor']:>8.0%}")
+        torch_rate = f"{t:.0f}" if t else "-"  # "-" where torch is not installed
+        vs_torch = f"{med['bnexp'] / t:.2f}x" if t else "-"
+        print(f"{batch:>6} {med['bnexp']:>10.0f} {torch_rate:>10} {med['floor']:>10.0f} "
+              f"{vs_torch:>9} {med['bnexp'] / med['floor']:>8.0%}")
 
 
 if __name__ == "__main__":

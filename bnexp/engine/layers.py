@@ -60,13 +60,16 @@ class Layer:
             self._work[key] = a
         return a
 
-    def _plan(self, key: tuple, make, *args):
-        """The work arrays for ``key`` (batch size, dtype, ...), built once by
-        ``make(*args)``: one dict lookup per call, then attribute access."""
-        w = self._plans.get(key)
+    def _plan(self, x: np.ndarray):
+        """The work arrays for inputs shaped and typed like ``x``, built once by
+        ``self._make_work(x)``: one dict lookup per call, then attribute access."""
+        w = self._plans.get((x.shape, x.dtype))
         if w is None:
-            w = self._plans[key] = make(*args)
+            w = self._plans[(x.shape, x.dtype)] = self._make_work(x)
         return w
+
+    def _make_work(self, x: np.ndarray):
+        raise NotImplementedError
 
     def _need_cache(self, name: str):
         value = getattr(self, name, None)
@@ -120,14 +123,14 @@ class Linear(Layer):
         self._x: np.ndarray | None = None
         self._w: tuple[np.ndarray, ...] | None = None
 
-    def _make_work(self, N: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    def _make_work(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """y (N, out), dx (N, in), and ones (N,) for the bias gradient."""
+        N, dtype = x.shape[0], _dtype(x, self.params["W"])
         return (np.empty((N, self.out_features), dtype=dtype),
                 np.empty((N, self.in_features), dtype=dtype), np.ones(N, dtype=dtype))
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
-        N = x.shape[0]
-        w = self._w = self._plan((N, x.dtype), self._make_work, N, _dtype(x, self.params["W"]))
+        w = self._w = self._plan(x)
         y = np.matmul(x, self.params["W"], w[0])
         if self._bias:
             np.add(y, self.params["b"], y)
@@ -163,8 +166,11 @@ class ReLU(Layer):
         super().__init__()
         self._w: _ReLUWork | None = None
 
+    def _make_work(self, x: np.ndarray) -> _ReLUWork:
+        return _ReLUWork(x.shape, x.dtype)
+
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
-        w = self._plan((x.shape, x.dtype), _ReLUWork, x.shape, x.dtype)
+        w = self._plan(x)
         # Against a zeros array, not the scalar 0: same-shape np.maximum is the
         # vectorised fast path (about 4x faster here than with a scalar). The
         # mask is boolean: comparing into a float array casts every element.
@@ -313,7 +319,8 @@ class BatchNorm(Layer):
             self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
         self._w: _BNWork | None = None  # the last forward's work arrays
 
-    def _make_work(self, N: int, dtype: np.dtype) -> _BNWork:
+    def _make_work(self, x: np.ndarray) -> _BNWork:
+        N, dtype = x.shape[0], x.dtype
         w = _BNWork(N, self.D, dtype)
         if self.momentum is not None and N > 1:  # fixed running-update coefficients
             w.keep, w.coef = self._running_coef(self.momentum, N, dtype)
@@ -335,7 +342,7 @@ class BatchNorm(Layer):
                 "BatchNorm: training needs a batch of at least 2 samples "
                 f"(got {N}); with one, every output is beta and every gradient zero"
             )
-        w = self._plan((N, x.dtype), self._make_work, N, x.dtype)
+        w = self._plan(x)
         xc, y = w.xc, w.y
         if use_batch:
             stats = w.stats  # rows: batch mean, biased batch variance
