@@ -218,3 +218,10 @@ def test_cross_entropy_any_integer_labels_and_batch_sizes():
             value = loss.forward(logits, labels.astype(dtype))
             assert value == pytest.approx(-np.mean(np.log(p[np.arange(N), labels])), rel=1e-12)
             np.testing.assert_allclose(loss.backward(), expected_grad, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_cross_entropy_rejects_labels_outside_the_classes(bad):
+    logits = np.zeros((4, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        SoftmaxCrossEntropy().forward(logits, np.array([0, 1, bad, 2]))

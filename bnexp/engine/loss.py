@@ -37,6 +37,11 @@ class SoftmaxCrossEntropy:
         N, C = logits.shape
         if labels.shape != (N,):
             raise ValueError(f"labels must have shape ({N},), got {labels.shape}")
+        # Labels index the flattened logits below, where an out-of-range label
+        # would silently read a neighbouring row: check them (about 2 us).
+        if N and (labels.min() < 0 or labels.max() >= C):
+            raise ValueError(f"labels must be in [0, {C}), got values from "
+                             f"{labels.min()} to {labels.max()}")
         w = self._plans.get((N, C, logits.dtype))
         if w is None:
             w = self._plans[(N, C, logits.dtype)] = _LossWork(N, C, logits.dtype)
