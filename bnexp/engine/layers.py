@@ -42,8 +42,8 @@ class Layer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
-        self._work: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
-        self._plans: dict[tuple, object] = {}
+        # Work arrays: named ones (``_buf``) and per-input plans (``_plan``).
+        self._work: dict[tuple, object] = {}
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         raise NotImplementedError
@@ -52,20 +52,19 @@ class Layer:
         raise NotImplementedError
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A reusable uninitialised array, one per (name, shape)."""
-        key = (name, shape)
+        """A reusable uninitialised array, one per (name, shape, dtype)."""
+        key = (name, shape, dtype)
         a = self._work.get(key)
-        if a is None or a.dtype != dtype:
-            a = np.empty(shape, dtype=dtype)
-            self._work[key] = a
+        if a is None:
+            a = self._work[key] = np.empty(shape, dtype=dtype)
         return a
 
     def _plan(self, x: np.ndarray):
         """The work arrays for inputs shaped and typed like ``x``, built once by
         ``self._make_work(x)``: one dict lookup per call, then attribute access."""
-        w = self._plans.get((x.shape, x.dtype))
+        w = self._work.get((x.shape, x.dtype))
         if w is None:
-            w = self._plans[(x.shape, x.dtype)] = self._make_work(x)
+            w = self._work[(x.shape, x.dtype)] = self._make_work(x)
         return w
 
     def _make_work(self, x: np.ndarray):

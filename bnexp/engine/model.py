@@ -3,6 +3,7 @@ forward-to-logits, loss-and-backward, predict and per-layer records."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,14 +80,12 @@ class MLP:
         """x: (N, D_in) -> logits (N, C). With ``record``, ``self.records``
         holds a copy of every layer's input and output."""
         h = np.asarray(x, dtype=self.dtype)
-        if not record:
-            for layer in self.layers:
-                h = layer.forward(h, train)
-            return h
-        self.records = []
+        if record:
+            self.records = []
         for name, layer in zip(self.names, self.layers):
             out = layer.forward(h, train)
-            self.records.append(Record(name, layer, h.copy(), out.copy()))
+            if record:
+                self.records.append(Record(name, layer, h.copy(), out.copy()))
             h = out
         return h
 
@@ -102,7 +101,7 @@ class MLP:
         """One training pass in train mode: forward, mean loss, and (when the
         loss is finite) backward into every layer's grads. Returns the loss."""
         loss = self.loss.forward(self.forward(x, train=True, record=record), labels)
-        if loss == loss and loss not in (float("inf"), float("-inf")):
+        if math.isfinite(loss):
             self.backward(self.loss.backward())
         return loss
 
