@@ -90,11 +90,12 @@ def sweep_section(sweep_dir: str | Path, figures_dir: str | Path, page_dir: str 
         if report.get(key):
             out += [f"**{label}.** {report[key]}", ""]
     command = report.get("command") or f"bnexp sweep <config of {name}>"
-    out += [f"**Command.** `{command}` ({len(read_csv(sweep_dir / 'summary.csv'))} runs, "
+    summary = read_csv(sweep_dir / "summary.csv")
+    out += [f"**Command.** `{command}` ({len(summary)} runs, "
             f"seeds {', '.join(map(str, seeds))}; this section: `bnexp report {sweep_dir}`)", ""]
     if report.get("verdict"):
         out += [f"**Verdict.** {report['verdict']}", ""]
-    provenance = _provenance(sweep_dir)
+    provenance = _provenance(sweep_dir, summary)
     if provenance:
         out += [provenance, ""]
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -116,12 +117,13 @@ def sweep_section(sweep_dir: str | Path, figures_dir: str | Path, page_dir: str 
     return "\n".join(out)
 
 
-def _provenance(sweep_dir: Path) -> str | None:
-    """Which bnexp (and commit) made the runs, from their run.json files."""
+def _provenance(sweep_dir: Path, summary: list[dict]) -> str | None:
+    """Which bnexp (and commit) made the runs of ``summary`` (summary.csv's
+    rows), from their run.json files."""
     from .rundir import read_json
 
     made = set()
-    for row in read_csv(sweep_dir / "summary.csv"):
+    for row in summary:
         info = read_json(sweep_dir / row["run_id"] / "run.json") or {}
         version = (info.get("versions") or {}).get("bnexp")
         if version:

@@ -14,6 +14,7 @@ a killed run never leaves a half-written file.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -103,8 +104,10 @@ def run_status(run_dir: Path) -> str | None:
     return info.get("status") if info else None
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the bnexp checkout this code runs from, if any."""
+    """The commit of the bnexp checkout this code runs from, if any (asked of
+    git once per process: every run's run.json records it, twice per run)."""
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
