@@ -1,7 +1,9 @@
-"""The names a config may choose from, shared by the config validator and the
-engine (kept free of numpy so that validating a config stays cheap)."""
+"""The names a config or a command may choose from, shared by the config
+validator, the engine, the plots and the CLI (kept free of numpy so that
+validating a config and starting the CLI stay cheap)."""
 
 DATASETS = ("mnist5k", "synthetic", "mnist", "fashion-mnist")
+IDX_DATASETS = ("mnist", "fashion-mnist")  # read from IDX files: found, cached, downloadable
 PREPROCESS = ("scale", "standardize")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 NORMS = ("none", "batch", "layer", "group")
@@ -11,3 +13,7 @@ DTYPES = ("float32", "float64")
 SAMPLING = ("shuffle", "replacement")
 INIT_NAMES = ("he", "xavier")
 CONVENTIONS = ("pytorch", "book")
+
+PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations")
+PLOT_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")
+PLOT_STATS = ("final", "best")

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .choices import IDX_DATASETS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
 
 
 class UserError(click.ClickException):
@@ -245,15 +246,15 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
 
 @main.command()
 @click.argument("path", type=click.Path())
-@click.option("--kind", type=click.Choice(["curves", "grid", "final", "heatmap", "activations"]),
+@click.option("--kind", type=click.Choice(PLOT_KINDS),
               help="Figure kind (default: chosen from what PATH holds).")
 @click.option("--panels", metavar="KEY", help="grid: one panel per value of this swept key.")
 @click.option("--lines", metavar="KEY", help="grid/final: one line per value of this swept key.")
 @click.option("--x", "x", metavar="KEY", help="final/heatmap: swept key on the x axis.")
 @click.option("--y", "y", metavar="KEY", help="heatmap: swept key on the y axis.")
-@click.option("--metric", type=click.Choice(["train_acc", "test_acc", "train_loss", "test_loss"]),
+@click.option("--metric", type=click.Choice(PLOT_METRICS),
               help="What to show (grid default train_acc, final/heatmap default test_acc).")
-@click.option("--stat", type=click.Choice(["final", "best"]), default="final", show_default=True,
+@click.option("--stat", type=click.Choice(PLOT_STATS), default="final", show_default=True,
               help="final/heatmap: the last evaluation or the best one.")
 @click.option("--layer", type=int, help="activations: hidden layer (default: the last).")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
@@ -330,7 +331,7 @@ def data() -> None:
 
 
 @data.command("download")
-@click.argument("name", type=click.Choice(["mnist", "fashion-mnist"]))
+@click.argument("name", type=click.Choice(IDX_DATASETS))
 @click.option("--dest", type=click.Path(file_okay=False),
               help="Folder to download into (default: the bnexp cache).")
 def data_download(name: str, dest: str | None) -> None:

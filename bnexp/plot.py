@@ -10,6 +10,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from .choices import PLOT_KINDS, PLOT_METRICS, PLOT_STATS
 from .rundir import atomic_write, read_csv, read_json
 
 # Okabe & Ito's colour-blind-safe palette.
@@ -85,8 +86,6 @@ def plot_run_curves(run_dir: str | Path, out: str | Path, fmt: str | None = None
 
 # --- sweeps ------------------------------------------------------------------------
 
-KINDS = ("curves", "grid", "final", "heatmap", "activations")
-METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")
 METRIC_LABELS = {"train_acc": "train accuracy", "test_acc": "test accuracy",
                  "train_loss": "train loss (cross-entropy)", "test_loss": "test loss (cross-entropy)"}
 
@@ -217,13 +216,6 @@ def _series(runs: list[RunData], metric: str):
     return np.array(epochs), mean, sd, stops
 
 
-def _legend_label(key: str, value: str, runs: list[RunData]) -> str:
-    n = len({r.seed for r in runs})
-    div = sum(r.status == "diverged" for r in runs)
-    extra = f", {div} diverged" if div else ""
-    return f"{_short(key)}={value} (n={n}{extra})"
-
-
 def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
     """Small multiples: one panel per value of ``panels``, one line per value
     of ``lines``; ``metric`` against epoch, mean over seeds with a +-1 sd band."""
@@ -253,8 +245,7 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
                 ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
             for at, value in stops:
                 ax.plot([at], [value], marker="x", color=color, markersize=7, linestyle="none")
-            label = _legend_label(lines, lv, runs) if lines else f"n={len(runs)}"
-            handles.setdefault(lv, (h, label.split(" (")[0] if lines else label))
+            handles.setdefault(lv, (h, f"{_short(lines)}={lv}" if lines else f"n={len(runs)}"))
         if panels:
             ax.set_title(f"{_short(panels)}={_tick(pv)}", fontsize=9)
         ax.grid(alpha=0.3)
@@ -429,12 +420,12 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     grid when it sweeps ``init.weight_scale`` and ``model.norm``).
     """
     path = Path(path)
-    if metric is not None and metric not in METRICS:
-        raise PlotError(f"--metric: got {metric!r}, expected one of {', '.join(METRICS)}")
-    if stat not in ("final", "best"):
-        raise PlotError(f"--stat: got {stat!r}, expected final or best")
-    if kind is not None and kind not in KINDS:
-        raise PlotError(f"--kind: got {kind!r}, expected one of {', '.join(KINDS)}")
+    if metric is not None and metric not in PLOT_METRICS:
+        raise PlotError(f"--metric: got {metric!r}, expected one of {', '.join(PLOT_METRICS)}")
+    if stat not in PLOT_STATS:
+        raise PlotError(f"--stat: got {stat!r}, expected {' or '.join(PLOT_STATS)}")
+    if kind is not None and kind not in PLOT_KINDS:
+        raise PlotError(f"--kind: got {kind!r}, expected one of {', '.join(PLOT_KINDS)}")
     if (path / "metrics.csv").is_file() and not (path / "sweep.yaml").is_file():
         return _plot_run(path, kind or "curves", out, fmt, layer)
     if not path.is_dir():

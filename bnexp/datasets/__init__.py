@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..choices import DATASETS, IDX_DATASETS
 from . import idx, mnist5k, synthetic
 from .idx import DataError
 from .split import stratified_split
@@ -64,7 +65,7 @@ def _preprocess(x_train, x_test, how: str, dtype):
 
 def check_available(cfg) -> None:
     """Fail early, with where bnexp looked, when a dataset's files are missing."""
-    if cfg.dataset in ("mnist", "fashion-mnist"):
+    if cfg.dataset in IDX_DATASETS:
         idx.find_files(cfg.dataset, cfg.root)
 
 
@@ -84,12 +85,12 @@ def load_dataset(cfg, rng: np.random.Generator, dtype=np.float32) -> Dataset:
         x, y = synthetic.make_clusters(cfg.n_train + cfg.n_test, cfg.dim, cfg.classes, rng)
         xtr, ytr, xte, yte = x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
         classes = cfg.classes
-    elif name in ("mnist", "fashion-mnist"):
+    elif name in IDX_DATASETS:
         xtr, ytr, xte, yte = idx.load_raw(name, cfg.root)
         xtr, ytr = _subset(xtr, ytr, cfg.n_train, rng, "n_train")
         xte, yte = _subset(xte, yte, cfg.n_test, rng, "n_test")
         classes = 10
     else:
-        raise DataError(f"data.dataset: got {name!r}, expected mnist5k, synthetic, mnist or fashion-mnist")
+        raise DataError(f"data.dataset: got {name!r}, expected one of {', '.join(DATASETS)}")
     xtr, xte = _preprocess(xtr, xte, cfg.preprocess, dtype)
     return Dataset(xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), classes)
