@@ -19,18 +19,22 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 
 import numpy as np  # noqa: E402
-from throughput import batches, blas_info, cycling, floor_step_fn, rate  # noqa: E402
+from throughput import (  # noqa: E402
+    LR,
+    SIZES,
+    batches,
+    blas_info,
+    book_network,
+    cycling,
+    floor_step_fn,
+    rate,
+)
 
-from bnexp.engine import build_mlp, make_optimizer  # noqa: E402
-
-SIZES = [784, 100, 100, 100, 100, 100, 10]
-LR, EPS, MOMENTUM = 0.01, 1e-5, 0.1
+EPS, MOMENTUM = 1e-5, 0.1  # BatchNorm's defaults, as book_network builds it
 
 
-def engine(batch: int):
-    model = build_mlp(784, 10, SIZES[1:-1], rng=np.random.default_rng(0), norm="batch",
-                      placement="before", activation="relu", weight_scale=0.01)
-    return model, make_optimizer("sgd", model.layers, LR)
+def engine():
+    return book_network(np.random.default_rng(0))
 
 
 def straight_line(model, batch: int):
@@ -148,7 +152,7 @@ def straight_line(model, batch: int):
 def check(batch: int) -> float:
     """Largest relative difference between the engine and the straight-line
     step after 5 steps: losses and every parameter."""
-    model, opt = engine(batch)
+    model, opt = engine()
     step, params = straight_line(model, batch)
     worst = 0.0
     for x, y in batches(batch, np.random.default_rng(1))[:5]:
@@ -174,8 +178,8 @@ def main() -> None:
     if diff > 1e-4:
         raise SystemExit("straight-line step does not match the engine; not timing it")
     N = args.batch
-    model, opt = engine(N)
-    step, _ = straight_line(engine(N)[0], N)
+    model, opt = engine()
+    step, _ = straight_line(engine()[0], N)
     chunks = batches(N, np.random.default_rng(0))
 
     def engine_step(i):

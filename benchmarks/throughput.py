@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from bnexp.engine import build_mlp, make_optimizer  # noqa: E402
 
 SIZES = [784, 100, 100, 100, 100, 100, 10]
+LR = 0.01
 BATCHES = [32, 100, 256, 1024]
 
 
@@ -62,11 +63,16 @@ def cycling(step_on):
     return step
 
 
-def bnexp_step_fn(batch: int):
-    rng = np.random.default_rng(0)
+def book_network(rng):
+    """bnexp's model of the book's network and its SGD optimizer (lr 0.01)."""
     model = build_mlp(784, 10, SIZES[1:-1], rng=rng, norm="batch", placement="before",
                       activation="relu", weight_scale=0.01)
-    opt = make_optimizer("sgd", model.layers, 0.01)
+    return model, make_optimizer("sgd", model.layers, LR)
+
+
+def bnexp_step_fn(batch: int):
+    rng = np.random.default_rng(0)
+    model, opt = book_network(rng)
     chunks = batches(batch, rng)
 
     def step_on(i):
@@ -111,7 +117,7 @@ def torch_step_fn(batch: int, threads: int):
     for m in net:
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.normal_(m.weight, std=0.01)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
     chunks = [(torch.from_numpy(x), torch.from_numpy(y))
               for x, y in batches(batch, np.random.default_rng(0))]
 
