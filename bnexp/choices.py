@@ -15,5 +15,16 @@ INIT_NAMES = ("he", "xavier")
 CONVENTIONS = ("pytorch", "book")
 
 PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations")
-PLOT_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")
+# The metrics of one evaluation (metrics.csv's columns, what figures plot) and of
+# one run (summary.csv's columns, what reports tabulate and checks test).
+EPOCH_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")
+PLOT_METRICS = EPOCH_METRICS
+SUMMARY_METRICS = ("final_train_acc", "final_test_acc", "best_test_acc", "final_train_loss",
+                   "final_test_loss", "epochs", "seconds")
+METRIC_LABELS = {"train_acc": "train accuracy", "test_acc": "test accuracy",
+                 "train_loss": "train loss (cross-entropy)",
+                 "test_loss": "test loss (cross-entropy)",
+                 "final_train_acc": "final train acc", "final_test_acc": "final test acc",
+                 "best_test_acc": "best test acc", "final_train_loss": "final train loss",
+                 "final_test_loss": "final test loss", "epochs": "epochs", "seconds": "seconds"}
 PLOT_STATS = ("final", "best")

@@ -6,6 +6,8 @@ tqdm) happen inside the commands so that ``bnexp --help`` starts fast.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,20 +28,37 @@ class UserError(click.ClickException):
 
 
 def _user_errors():
-    """Library exceptions that mean 'bad input', mapped to UserError."""
+    """Library exceptions that mean 'bad input' (or a folder that cannot be
+    written), mapped to UserError: one line each, exit code 2."""
+    from .claims import ClaimError
     from .config import ConfigError
-    from .datasets.idx import DataError
-    from .rundir import RunExistsError
+    from .datasets.sources import DataError
+    from .plot import PlotError
+    from .report import ReportError
+    from .store import StoreError
     from .sweep import SweepError
+    from .verify import VerifyError
+    from .yamlio import YamlError
 
-    return (ConfigError, DataError, RunExistsError, SweepError)
+    return (ClaimError, ConfigError, DataError, PlotError, ReportError, StoreError, SweepError,
+            VerifyError, YamlError)
 
 
-def _load_config(path: str, overrides: tuple[str, ...]):
+def _config_path(arg: str) -> Path:
+    """CONFIG as given: a YAML file, or the name of a shipped experiment."""
+    from .experiments import NotFound, resolve
+
+    try:
+        return resolve(arg)
+    except NotFound as exc:
+        raise UserError(str(exc)) from None
+
+
+def _load_config(arg: str, overrides: tuple[str, ...]):
     from .config import ConfigError, load
 
     try:
-        return load(path, list(overrides))
+        return load(_config_path(arg), list(overrides))
     except ConfigError as exc:
         raise UserError(str(exc)) from None
 
@@ -47,7 +66,18 @@ def _load_config(path: str, overrides: tuple[str, ...]):
 SET_HELP = "Override a config key, e.g. --set model.norm=none (repeatable; YAML values)."
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Bnexp(click.Group):
+    """The bnexp group; remembers the arguments it was invoked with (for the
+    command line recorded in run.json and sweep.yaml, also in-process)."""
+
+    invoked: list[str] = []
+
+    def main(self, args=None, *rest, **kw):
+        _Bnexp.invoked = list(args) if args is not None else sys.argv[1:]
+        return super().main(args, *rest, **kw)
+
+
+@click.group(cls=_Bnexp, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bnexp")
 def main() -> None:
     """bnexp: a lab bench for normalization experiments in neural networks.
@@ -57,59 +87,72 @@ def main() -> None:
 
     \b
     Example:
-      bnexp sweep configs/weight_scale.yaml     # the book's weight-scale figure
-      bnexp train configs/book_bn.yaml
-      bnexp train configs/book_bn.yaml --set model.norm=none --set name=book-none
+      bnexp sweep weight_scale        # the book's weight-scale figure (a shipped experiment)
+      bnexp list                      # every shipped experiment
+      bnexp train book_bn --set model.norm=none --set name=book-none
       bnexp plot runs/weight-scale
+      bnexp report runs/weight-scale  # claim, computed verdict, figures, table
     """
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Output directory; the run goes to OUT/<name>/.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--no-plot", is_flag=True, help="Skip drawing curves.png.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="BLAS threads (default: BLAS's own choice). Use 1 when other work "
-                   "shares the cores: idle BLAS threads spin and can slow a run many-fold.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads that share the evaluation of the train and test splits. "
+                   "Training always runs on one BLAS thread, and the numbers are the "
+                   "same for any --threads.")
 def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet: bool,
-          no_plot: bool, threads: int | None) -> None:
-    """Train one model as CONFIG (a YAML file) describes.
+          no_plot: bool, threads: int) -> None:
+    """Train one model as CONFIG (a YAML file, or a shipped experiment's name) describes.
 
     Writes config.yaml (resolved), metrics.csv, run.json, curves.png and,
-    when enabled, diagnostics.csv and steps.csv into OUT/<name>/.
+    when enabled, diagnostics.csv and steps.csv into OUT/<name>/. The same
+    config and seed give the same metrics, bit for bit, on this machine.
 
     \b
     Example:
-      bnexp train configs/book_bn.yaml
-      bnexp train configs/book_bn.yaml --set init.weight_scale=1e-4 --set name=tiny --force
+      bnexp train book_bn
+      bnexp train book_bn --set init.weight_scale=1e-4 --set name=tiny --force
+      bnexp train my_experiment.yaml --out results
     """
     cfg = _load_config(config, overrides)
-    _blas_threads(threads)
-    from . import rundir
+    from .provenance import single_thread_env
+
+    single_thread_env()  # before numpy loads: no idle BLAS threads at all
+    from . import runner
 
     run_dir = Path(out) / cfg.name
     bar = None
-    if not quiet:
+    if not quiet and _on_terminal():
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.train.epochs, desc=cfg.name, unit="epoch", leave=False,
-                   disable=None, file=sys.stderr)
+                   file=sys.stderr)
 
     def on_eval(row, result):
         if bar is not None:
             bar.n = row["epoch"]
             bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+        elif not quiet:  # not a terminal: a line per evaluation
+            click.echo(f"{cfg.name}: epoch {row['epoch']}/{cfg.train.epochs}: train acc "
+                       f"{row['train_acc']:.4f}, test acc {row['test_acc']:.4f} "
+                       f"({row['elapsed']:.1f} s)", err=True)
+
+    from .sweep import train_guard
 
     try:
-        info = rundir.execute(cfg, run_dir, force=force, command=sys.argv, plot=not no_plot,
-                              on_eval=on_eval)
+        with train_guard(run_dir, cfg):
+            info = runner.execute(cfg, run_dir, force=force, argv=_argv(), plot=not no_plot,
+                                  on_eval=on_eval, threads=threads)
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
-    except rundir.RunFailed as exc:
+    except runner.RunFailed as exc:
         raise click.ClickException(f"run failed: {exc}") from None
     finally:
         if bar is not None:
@@ -123,16 +166,14 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
                    f"train acc {f['train_acc']:.4f}, test acc {f['test_acc']:.4f} -> {run_dir}")
 
 
-def _blas_threads(threads: int | None) -> None:
-    """Set the BLAS thread count before numpy loads (no effect once it has)."""
-    import os
+def _on_terminal() -> bool:
+    """Progress bars on a terminal; elsewhere (a log, a notebook) a line per step."""
+    return sys.stderr.isatty()
 
-    from .sweep import BLAS_ENV
 
-    if threads is None:
-        return
-    for var in BLAS_ENV:
-        os.environ[var] = str(threads)
+def _argv() -> list[str]:
+    """The command line as typed, with the program named ``bnexp``."""
+    return ["bnexp", *_Bnexp.invoked]
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -145,7 +186,7 @@ def _parse_seeds(text: str | None) -> list[int] | None:
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config")
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
               help="Add or replace a grid axis, e.g. --grid model.norm=none,batch or "
                    "--grid init.weight_scale=logspace:0,-4,16 (repeatable).")
@@ -155,7 +196,9 @@ def _parse_seeds(text: str | None) -> list[int] | None:
               help="Output directory; the sweep goes to OUT/<name>/.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Parallel runs (default: all cores).")
-@click.option("--dry-run", is_flag=True, help="Print the expanded runs and their count; run nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="List the runs, check the data (never downloading) and estimate the time; "
+                   "run nothing.")
 @click.option("--force", is_flag=True, help="Rerun every point, finished or not.")
 @click.option("--retry-failed", is_flag=True, help="Rerun points whose run failed.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed run.")
@@ -170,42 +213,71 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
     sweep section (and --grid), for every seed.
 
     Each point is a run folder OUT/<name>/<run_id>/ exactly as `bnexp train`
-    writes it, plus summary.csv and aggregate.csv (mean, std and n over
-    seeds). Rerunning the same command resumes: finished runs are skipped.
+    writes it, plus summary.csv and aggregate.csv (mean, sd, 95% interval and
+    n over seeds), kept current while the sweep runs. Rerunning the same
+    command resumes: finished runs are skipped.
 
     \b
     Example:
-      bnexp sweep configs/weight_scale.yaml
-      bnexp sweep configs/weight_scale.yaml --dry-run
-      bnexp sweep configs/book_bn.yaml --grid model.norm=none,batch --seeds 0,1,2 -j 2
+      bnexp sweep weight_scale
+      bnexp sweep weight_scale --dry-run
+      bnexp sweep book_bn --grid model.norm=none,batch --seeds 0,1,2 -j 2
     """
     from . import sweep as sweep_mod
 
+    if address and executor != "dask":
+        raise UserError(f"--address {address}: only used with --executor dask (add it, or drop "
+                        "--address to run on this machine)")
+    cores = os.cpu_count() or 1
+    if jobs and jobs > cores and executor == "local":
+        click.echo(f"note: -j {jobs} runs {jobs} processes on {cores} core"
+                   f"{'s' if cores > 1 else ''}; they will share the cores (no faster than "
+                   f"-j {cores})", err=True)
+    path = _config_path(config)
     try:
-        sw = sweep_mod.load(config, grid, _parse_seeds(seeds), overrides)
+        sw = sweep_mod.load(path, grid, _parse_seeds(seeds), overrides)
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     if dry_run:
+        try:
+            notes = sweep_mod.check_data(sw.points, fetch=False)  # never downloads
+        except _user_errors() as exc:
+            raise UserError(str(exc)) from None
         click.echo(_table(*sweep_mod.dry_run_rows(sw)))
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
         n, points, seeds = len(sw.points), len(sw.points) // len(sw.seeds), len(sw.seeds)
         click.echo(f"{_count(n, 'run')} ({_count(points, 'grid point')} x {_count(seeds, 'seed')})"
                    f" -> {Path(out) / sw.name}")
+        from .sweep.estimate import human, seconds
+
+        workers = (jobs or cores) if executor == "local" else (jobs or 1)
+        click.echo(f"estimated time: {human(seconds(sw.points, workers))} with "
+                   f"{_count(workers, 'worker')} (from a few timed steps of each model here)")
         return
     bar = None
-    if not quiet:
+    if not quiet and _on_terminal():
         from tqdm import tqdm
 
-        bar = tqdm(total=len(sw.points), desc=sw.name, unit="run", disable=None, file=sys.stderr)
+        bar = tqdm(total=len(sw.points), desc=sw.name, unit="run", file=sys.stderr)
 
-    def progress(run_id, outcome):
+    def progress(run_id, info, outcome):
+        done = sum(outcome.counts().values())
         if bar is not None:
-            bar.n = sum(outcome.counts().values())
+            bar.n = done
             bar.set_postfix(outcome.counts(), refresh=True)
+        elif not quiet:  # not a terminal (a log, a notebook's !bnexp): a line per run
+            final = info.get("final") or {}
+            acc = f", test acc {final['test_acc']:.3f}" if "test_acc" in final else ""
+            secs = f" in {info['seconds']:.1f} s" if info.get("seconds") is not None else ""
+            click.echo(f"[{done}/{len(sw.points)}] {run_id}: {info.get('status')}{acc}{secs}",
+                       err=True)
 
     try:
         sweep_dir, outcome = sweep_mod.execute(
             sw, out, jobs=jobs, force=force, retry_failed=retry_failed, fail_fast=fail_fast,
-            plot=not no_plot, executor=executor, address=address, progress=progress)
+            plot=not no_plot, executor=executor, address=address, command=_argv(),
+            progress=progress)
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
@@ -237,7 +309,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
                    "Reproduce with:", err=True)
         for rid in outcome.failed:
             info = _read_info(sweep_dir / rid)
-            cmd = " ".join(sweep_mod.reproduce_command(rid, sweep_dir))
+            cmd = " ".join(shlex.quote(a) for a in info.get("command") or [])
             click.echo(f"  {rid}: {info.get('error', '?')}\n    {cmd}", err=True)
         if outcome.cancelled:
             click.echo(f"{len(outcome.cancelled)} run(s) cancelled by --fail-fast", err=True)
@@ -256,20 +328,22 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
               help="What to show (grid default train_acc, final/heatmap default test_acc).")
 @click.option("--stat", type=click.Choice(PLOT_STATS), default="final", show_default=True,
               help="final/heatmap: the last evaluation or the best one.")
+@click.option("--band", type=click.Choice(["ci", "sd"]), default="ci", show_default=True,
+              help="grid/final: shade the 95% interval of the mean over seeds, or +-1 sd.")
 @click.option("--layer", type=int, help="activations: hidden layer (default: the last).")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only runs with this value of a swept key (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: in PATH).")
-@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png",
-              show_default=True)
-def plot(path, kind, panels, lines, x, y, metric, stat, layer, filters, out, fmt) -> None:
+@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default=None,
+              help="File format (default: from --out's extension, else png).")
+def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, out, fmt) -> None:
     """Draw a figure from a saved run or sweep folder, without training.
 
     \b
     Kinds:
       curves       train/test accuracy and loss vs epoch (a run's default)
       grid         small multiples: --panels KEY, --lines KEY, --metric
-      final        final/best metric vs a swept key, mean +-1 sd over seeds
+      final        final/best metric vs a swept key, mean and 95% interval over seeds
       heatmap      final metric over two swept keys, values in the cells
       activations  15/50/85th percentiles of a hidden unit's input (diagnostics)
 
@@ -279,12 +353,13 @@ def plot(path, kind, panels, lines, x, y, metric, stat, layer, filters, out, fmt
       bnexp plot runs/weight-scale --kind final --x init.weight_scale --lines model.norm
       bnexp plot runs/book-bn --format svg --out book-bn.svg
     """
-    from .plot import PlotError, plot_path
+    from .plot import plot_path
 
     try:
         written = plot_path(path, kind, out=out, fmt=fmt, panels=panels, lines=lines, x=x, y=y,
-                            metric=metric, stat=stat, filters=list(filters), layer=layer)
-    except PlotError as exc:
+                            metric=metric, stat=stat, filters=list(filters), layer=layer,
+                            band=band)
+    except _user_errors() as exc:
         raise UserError(str(exc)) from None
     click.echo(str(written))
 
@@ -296,27 +371,158 @@ def plot(path, kind, panels, lines, x, y, metric, stat, layer, filters, out, fmt
 @click.option("--figures", type=click.Path(file_okay=False),
               help="Folder for the figures (default: next to the page, figures/).")
 @click.option("--title", help="Page title (with it, each sweep is a section).")
-@click.option("--intro", type=click.Path(dir_okay=False, exists=True),
+@click.option("--intro", type=click.Path(dir_okay=False),
               help="A Markdown file whose text opens the page.")
-def report(sweep_dirs, out, figures, title, intro) -> None:
-    """Write a Markdown summary of one or more sweeps: the claim and verdict
-    from the sweep's report section, its figures, and the table of
-    aggregates over seeds, all drawn from the runs on disk.
+@click.option("--check", is_flag=True,
+              help="Also print each claim's verdict, and exit 1 if a check published as "
+                   "holding does not hold on these runs.")
+def report(sweep_dirs, out, figures, title, intro, check) -> None:
+    """Write a Markdown summary of one or more sweeps: the claim, the verdict
+    computed from the checks in the sweep's report section (with intervals
+    over seeds), its figures, and the table of every grid point, all drawn
+    from the runs on disk.
 
     \b
     Example:
       bnexp report runs/weight-scale
       bnexp report runs/weight-scale runs/batch-size --title Experiments --out EXPERIMENTS.md
+      bnexp report runs/placement --check      # exit 1 if a published claim fails here
     """
-    from .plot import PlotError
-    from .report import ReportError, write_report
+    from .report import write_report
 
-    text = Path(intro).read_text() if intro else None
     try:
-        path = write_report(list(sweep_dirs), out, figures, title, text)
-    except (ReportError, PlotError) as exc:
+        text = _read_text(intro, "--intro") if intro else None
+        path, sections = write_report(list(sweep_dirs), out, figures, title, text)
+    except _user_errors() as exc:
         raise UserError(str(exc)) from None
     click.echo(str(path))
+    if not check:
+        return
+    failed = False
+    for s in sections:
+        if s.claim is None:
+            click.echo(f"{s.name}: no checks")
+            continue
+        held = sum(c.outcome == "holds" for c in s.claim.checks)
+        click.echo(f"{s.name}: {s.claim.verdict} ({held} of {len(s.claim.checks)} checks hold)")
+        for c in s.claim.checks:
+            if not c.as_expected:
+                click.echo(f"  {c.outcome} (published: {c.expect}): {c.text}")
+        for c in s.claim.regressions():
+            failed = True
+            click.echo(f"error: {s.name}: no longer holds: {c.text}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+def _read_text(path: str, what: str) -> str:
+    from .yamlio import YamlError, read_text
+
+    try:
+        return read_text(path, "text file")
+    except YamlError as exc:
+        raise UserError(f"{what} {exc}") from None
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Runs recomputed in parallel (default: all cores).")
+@click.option("--quiet", "-q", is_flag=True, help="Only the summary line and differing runs.")
+def verify(path: str, jobs: int | None, quiet: bool) -> None:
+    """Rerun a run, or every finished run of a sweep, from its own config.yaml
+    and compare with what the folder holds (nothing is written).
+
+    Per run: identical, or how far it differs (largest difference per column,
+    first differing row) and which recorded facts that decide numbers changed
+    (bnexp commit, numpy, BLAS library/kernel/threads, CPU, engine). Exit 1 if
+    any run differs.
+
+    \b
+    Example:
+      bnexp verify runs/weight-scale
+      bnexp verify "runs/weight-scale/weight_scale=0.01,norm=batch,seed=0"
+    """
+    from .provenance import single_thread_env
+
+    single_thread_env()
+    from .verify import verify as run_verify
+
+    def show(check):
+        if quiet and check.result != "differs":
+            return
+        facts = f" [changed: {'; '.join(check.changed)}]" if check.changed else ""
+        detail = f": {check.detail}" if check.detail else ""
+        click.echo(f"{check.run_id}: {check.result}{detail}{facts}")
+
+    try:
+        checks = run_verify(path, jobs, progress=None)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was written", err=True)
+        sys.exit(130)
+    for c in checks:
+        show(c)
+    counts = {r: sum(c.result == r for c in checks) for r in ("identical", "differs", "skipped")}
+    click.echo(f"{path}: {len(checks)} run{'s' if len(checks) != 1 else ''}: "
+               f"{counts['identical']} identical, {counts['differs']} differ, "
+               f"{counts['skipped']} skipped")
+    if counts["differs"]:
+        sys.exit(1)
+
+
+@main.command("list")
+def list_experiments() -> None:
+    """List the experiments shipped with bnexp: name, runs, what it reproduces.
+
+    \b
+    Example:
+      bnexp list
+      bnexp sweep weight_scale          # run one by its name
+      bnexp init weight_scale           # copy it here to edit
+    """
+    from . import experiments
+    from .config import ConfigError
+    from .sweep import SweepError, load
+
+    rows = []
+    for name in experiments.names():
+        try:
+            n = len(load(experiments.path(name)).points)
+        except (ConfigError, SweepError):
+            n = "?"
+        rows.append((name, str(n), experiments.describe(name)))
+    click.echo(_table(("name", "runs", "description"), rows))
+
+
+@main.command()
+@click.argument("name")
+@click.argument("dest", required=False, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite DEST if it exists.")
+def init(name: str, dest: str | None, force: bool) -> None:
+    """Copy the shipped experiment NAME to DEST (default: ./NAME.yaml) to edit.
+
+    \b
+    Example:
+      bnexp init weight_scale
+      bnexp init batch_size my_batch_study.yaml
+      bnexp sweep my_batch_study.yaml
+    """
+    from . import experiments
+    from .store import atomic_write
+
+    if name not in experiments.names():
+        raise UserError(f"{name}: no shipped experiment of that name (shipped: "
+                        f"{', '.join(experiments.names())})")
+    target = Path(dest) if dest else Path(f"{name}.yaml")
+    if target.exists() and not force:
+        raise UserError(f"{target} exists; pass --force to overwrite it or name another file")
+    try:
+        atomic_write(target, experiments.path(name).read_text(encoding="utf-8"))
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"{target}: a copy of {name}; edit it, then: bnexp sweep {target}")
 
 
 @main.group()
@@ -343,9 +549,15 @@ def data_download(name: str, dest: str | None) -> None:
       bnexp data download mnist
       bnexp data download fashion-mnist --dest ~/datasets/fashion-mnist
     """
-    from .datasets.download import download
-    from .datasets.idx import DataError
+    from .datasets.download import download, verified_copy
+    from .datasets.sources import DataError
 
+    if dest is None:
+        here = verified_copy(name)
+        if here is not None:
+            click.echo(f"{name}: already here and verified in {here}; nothing to download "
+                       "(--dest DIR downloads a copy there)")
+            return
     try:
         where = download(name, Path(dest) if dest else None)
     except DataError as exc:
@@ -386,7 +598,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _read_info(run_dir: Path) -> dict:
-    from .rundir import read_json
+    from .store import read_json
 
     return read_json(run_dir / "run.json") or {}
 

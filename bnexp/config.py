@@ -29,6 +29,7 @@ from .choices import (
     PREPROCESS,
     SAMPLING,
 )
+from .yamlio import YamlError, dump_yaml, parse_value, read_yaml
 
 
 class ConfigError(Exception):
@@ -61,8 +62,12 @@ def _as_float(v: Any) -> float | None:
 
 
 def integer(lo: int | None = None, hi: int | None = None, allow_none: bool = False) -> Check:
-    want = "an integer" + (f" >= {lo}" if lo is not None else "") + (
-        f" <= {hi}" if hi is not None else "") + (" or null" if allow_none else "")
+    if lo is not None and hi is not None:
+        want = f"an integer from {lo} to {hi:,}"
+    else:
+        want = "an integer" + (f" >= {lo}" if lo is not None else "") + (
+            f" <= {hi:,}" if hi is not None else "")
+    want += " or null" if allow_none else ""
 
     def check(v):
         if v is None and allow_none:
@@ -89,8 +94,10 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
         if v is None and allow_none:
             return None, None
         f = _as_float(v)
-        if f is None or f != f:
+        if f is None:
             return None, want
+        if not math.isfinite(f):
+            return None, f"a finite number ({want}; not inf or nan)"
         if lo is not None and (f <= lo if lo_open else f < lo):
             return None, want
         if hi is not None and f > hi:
@@ -116,17 +123,28 @@ def optional_path(v):
 
 
 def word(v):
-    ok = isinstance(v, str) and v.strip() and "/" not in v and v not in (".", "..")
-    return (v, None) if ok else (None, "a non-empty name without '/'")
+    """A run or sweep name: one folder name (no '/', no control characters, not
+    hidden, at most 255 bytes: what file systems allow in one name)."""
+    ok = (isinstance(v, str) and v.strip() == v and v and "/" not in v and "\\" not in v
+          and not v.startswith(".") and all(ord(c) >= 32 and ord(c) != 127 for c in v)
+          and len(v.encode("utf-8", "surrogatepass")) <= 255)
+    return (v, None) if ok else (None, "a folder name: not empty, no '/', no control "
+                                       "characters, not starting with '.', at most 255 bytes")
+
+
+MAX_WIDTH, MAX_LAYERS = 100_000, 100
+MAX_PARAMS = 100_000_000  # 400 MB of float32 weights, 800 MB of float64
+MAX_SAMPLES = 10_000_000
+MAX_SYNTHETIC_VALUES = 100_000_000  # n x dim floats of a synthetic dataset (800 MB)
 
 
 def widths(v):
-    want = "a list of integers >= 1, e.g. [100, 100]"
+    want = (f"a list of 1 to {MAX_LAYERS} integers from 1 to {MAX_WIDTH:,}, e.g. [100, 100]")
     if isinstance(v, int) and not isinstance(v, bool):
         v = [v]
-    if not isinstance(v, (list, tuple)) or not v:
+    if not isinstance(v, (list, tuple)) or not v or len(v) > MAX_LAYERS:
         return None, want
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in v):
+    if any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in v):
         return None, want
     return tuple(v), None
 
@@ -152,12 +170,12 @@ def spec(default: Any, check: Check, help: str = "") -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = spec("mnist5k", choice(DATASETS))
-    n_train: int | None = spec(1000, integer(lo=1, allow_none=True), "null = all")
-    n_test: int | None = spec(1000, integer(lo=1, allow_none=True), "null = all")
+    n_train: int | None = spec(1000, integer(lo=1, hi=MAX_SAMPLES, allow_none=True), "null = all")
+    n_test: int | None = spec(1000, integer(lo=1, hi=MAX_SAMPLES, allow_none=True), "null = all")
     root: str | None = spec(None, optional_path)
     preprocess: str = spec("scale", choice(PREPROCESS))
-    dim: int = spec(20, integer(lo=1), "synthetic only: features")
-    classes: int = spec(10, integer(lo=2), "synthetic only: clusters")
+    dim: int = spec(20, integer(lo=1, hi=100_000), "synthetic only: features")
+    classes: int = spec(10, integer(lo=2, hi=10_000), "synthetic only: clusters")
 
 
 @dataclass(frozen=True)
@@ -187,8 +205,8 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = spec(20, integer(lo=0))
-    batch_size: int = spec(100, integer(lo=1))
+    epochs: int = spec(20, integer(lo=0, hi=100_000))
+    batch_size: int = spec(100, integer(lo=1, hi=MAX_SAMPLES))
     optimizer: str = spec("sgd", choice(OPTIMIZERS))
     lr: float = spec(0.01, number(lo=0.0, lo_open=True))
     momentum: float = spec(0.9, number(lo=0.0, hi=0.999))
@@ -254,7 +272,12 @@ def show(v: Any) -> str:
     return yaml.safe_dump(to_plain(v), default_flow_style=True).strip().removesuffix("\n...")
 
 
-def _unknown(key: str) -> str:
+def unknown_key(key: str) -> str:
+    """``key: unknown key (did you mean ...?)`` for a dotted key no config has."""
+    if key in SECTIONS:
+        first = next(f.name for f in fields(SECTIONS[key]))
+        return (f"{key}: is a section, not a key; set one of its keys, e.g. "
+                f"{key}.{first}=... (keys: {', '.join(f.name for f in fields(SECTIONS[key]))})")
     close = difflib.get_close_matches(key, all_keys() + list(SECTIONS), n=1, cutoff=0.6)
     if not close:  # maybe the right key in the wrong section
         leaf = key.rsplit(".", 1)[-1]
@@ -273,7 +296,7 @@ def _section(cls, raw: Any, prefix: str, errors: list[str]):
     names = {f.name: f for f in fields(cls)}
     for key in raw:
         if key not in names:
-            errors.append(_unknown(f"{prefix}.{key}" if prefix else str(key)))
+            errors.append(unknown_key(f"{prefix}.{key}" if prefix else str(key)))
     for name, f in names.items():
         if name not in raw or (not prefix and name in SECTIONS):
             continue
@@ -308,6 +331,16 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
     if d.dataset == "synthetic" and None in (d.n_train, d.n_test):
         key = "data.n_train" if d.n_train is None else "data.n_test"
         errors.append(f"{key}: got null, expected an integer >= 1 for the synthetic dataset")
+    elif d.dataset == "synthetic" and (d.n_train + d.n_test) * d.dim > MAX_SYNTHETIC_VALUES:
+        errors.append(f"data.n_train: got {d.n_train}, expected (n_train + n_test) x dim <= "
+                      f"{MAX_SYNTHETIC_VALUES:,} values for the synthetic dataset (dim is "
+                      f"{d.dim}, n_test {d.n_test})")
+    sizes = [d.dim if d.dataset == "synthetic" else 784, *m.hidden,
+             d.classes if d.dataset == "synthetic" else 10]
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    if params > MAX_PARAMS:
+        errors.append(f"model.hidden: got {show(list(m.hidden))}, a model of {params:,} "
+                      f"parameters; at most {MAX_PARAMS:,} (memory)")
 
 
 def from_dict(raw: Any, errors: list[str] | None = None) -> Config:
@@ -339,14 +372,17 @@ def from_dict(raw: Any, errors: list[str] | None = None) -> Config:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``dotted.key=value`` with the value parsed as a YAML scalar (or list)."""
-    if "=" not in text:
-        raise ConfigError([f"--set {text}: expected dotted.key=value, e.g. model.norm=none"])
-    key, _, value = text.partition("=")
+    key, sep, value = text.partition("=")
     key = key.strip()
+    if not sep or not key:
+        why = " (the key before '=' is empty)" if sep else ""
+        raise ConfigError([f"--set {text}: expected dotted.key=value, e.g. model.norm=none{why}"])
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value
+        parsed = parse_value(value, f"--set {text}")
+    except YamlError as exc:
+        if any("invalid YAML" in e for e in exc.errors):
+            return key, value  # not YAML: the text itself (validation names what fits)
+        raise ConfigError(exc.errors) from None
     return key, parsed
 
 
@@ -360,7 +396,7 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, Any]],
     known = set(all_keys())
     for key, value in overrides:
         if key not in known:
-            errors.append(_unknown(key))
+            errors.append(unknown_key(key))
             continue
         parts = key.split(".")
         node = out
@@ -374,22 +410,15 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, Any]],
     return out
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a syntax error names its line and column."""
-    path = Path(path)
+def read_config_file(path: str | Path) -> dict:
+    """A config file's mapping (strict YAML: see ``yamlio``); empty is {}."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+        raw = read_yaml(path)
+    except YamlError as exc:
+        raise ConfigError(exc.errors) from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError([f"{path}: got {show(raw)}, expected a mapping of keys"])
+    return dict(raw or {})
 
 
 def apply_settings(raw: dict, texts: list[str], errors: list[str]) -> dict:
@@ -406,26 +435,11 @@ def apply_settings(raw: dict, texts: list[str], errors: list[str]) -> dict:
 
 def load(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override and validate a config file."""
-    raw = read_yaml(path)
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError([f"{path}: got {show(raw)}, expected a mapping of keys"])
     errors: list[str] = []
-    raw = apply_settings(raw or {}, list(overrides), errors)
+    raw = apply_settings(read_config_file(path), list(overrides), errors)
     return from_dict(raw, errors)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style for mappings, flow style for lists: ``hidden: [100, 100]``."""
-
-
-_Dumper.add_representer(
-    list, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
-
-
-def dump_yaml(data: Any) -> str:
-    return yaml.dump(to_plain(data), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def dump(cfg: Config) -> str:
     """The resolved config as YAML (every key, defaults filled in)."""
-    return dump_yaml(cfg)
+    return dump_yaml(to_plain(cfg))

@@ -7,15 +7,61 @@ timestamp or software metadata, so the same inputs give the same bytes.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .choices import PLOT_KINDS, PLOT_METRICS, PLOT_STATS
-from .rundir import atomic_write, read_csv, read_json
+from . import values as V
+from .choices import METRIC_LABELS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
+from .store import (
+    DIAGNOSTIC_COLUMNS,
+    RunRecord,
+    StoreError,
+    atomic_write,
+    open_sweep,
+    read_csv,
+    read_json,
+    read_metrics,
+)
+
+
+class PlotError(Exception):
+    """A plot request that cannot be met; one line saying why."""
+
 
 # Okabe & Ito's colour-blind-safe palette.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
            "#000000"]
+DASHES = ["-", "--", "-.", ":"]
+# The same value looks the same in every figure (BN is always solid blue, no
+# norm dashed orange); other values take the palette in their grid order.
+VALUE_STYLES = {
+    "batch": (PALETTE[0], "-"), "none": (PALETTE[1], "--"), "layer": (PALETTE[2], "-."),
+    "group": (PALETTE[3], ":"), "instance": (PALETTE[4], "-"),
+    "before": (PALETTE[0], "-"), "after": (PALETTE[1], "--"),
+    "relu": (PALETTE[0], "-"), "sigmoid": (PALETTE[1], "--"), "tanh": (PALETTE[2], "-."),
+    "pytorch": (PALETTE[0], "-"), "book": (PALETTE[1], "--"),
+    "true": (PALETTE[0], "-"), "false": (PALETTE[1], "--"),
+}
+
+
+def value_style(label: str | None, index: int) -> tuple[str, str]:
+    """(colour, line style) of a swept value: fixed for the named values above,
+    else by its position among its key's values."""
+    if label in VALUE_STYLES:
+        return VALUE_STYLES[label]
+    return PALETTE[index % 7], DASHES[(index // 7) % len(DASHES)]
+
+
+def _target(ax=None, fig=None, figsize=(6.4, 4.2)):
+    """(figure, axes, made here): draw into ``ax``, or a new axes of ``fig``
+    (a Figure or SubFigure), or a new figure."""
+    if ax is not None:
+        return ax.figure, ax, False
+    if fig is not None:
+        return fig, fig.add_subplot(), False
+    plt = _pyplot()
+    new, axes = plt.subplots(figsize=figsize)
+    return new, axes, True
 
 
 def _pyplot():
@@ -48,11 +94,13 @@ def save_figure(fig, path: str | Path, fmt: str | None = None) -> Path:
     return path
 
 
-def curves_figure(rows: list[dict], info: dict):
+def curves_figure(rows: list[dict], info: dict, fig=None):
     """Accuracy (left) and loss (right) against epoch, train and test, of one run."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.6))
+    if fig is None:
+        fig = plt.figure(figsize=(9, 3.6))
+    ax_acc, ax_loss = fig.subplots(1, 2)
     for split, color in (("train", PALETTE[0]), ("test", PALETTE[1])):
         ax_acc.plot(epochs, [r[f"{split}_acc"] for r in rows], color=color, marker="o",
                     markersize=3, label=f"{split} (eval mode)")
@@ -76,51 +124,34 @@ def curves_figure(rows: list[dict], info: dict):
     return fig
 
 
-def plot_run_curves(run_dir: str | Path, out: str | Path, fmt: str | None = None) -> Path:
-    """Redraw a run's curves from its saved metrics.csv and run.json."""
-    run_dir = Path(run_dir)
-    rows = read_csv(run_dir / "metrics.csv")
-    info = read_json(run_dir / "run.json") or {"name": run_dir.name}
-    return save_figure(curves_figure(rows, info), out, fmt)
-
-
 # --- sweeps ------------------------------------------------------------------------
 
-METRIC_LABELS = {"train_acc": "train accuracy", "test_acc": "test accuracy",
-                 "train_loss": "train loss (cross-entropy)", "test_loss": "test loss (cross-entropy)"}
-
-
-class PlotError(Exception):
-    """A plot request that cannot be met; one line saying why."""
-
-
-@dataclass
-class RunData:
-    run_id: str
-    path: Path
-    values: dict[str, str]  # swept key -> formatted value
-    seed: int
-    info: dict
-    _metrics: list[dict] | None = None
-
-    @property
-    def status(self) -> str:
-        return self.info.get("status", "missing")
-
-    @property
-    def metrics(self) -> list[dict]:
-        if self._metrics is None:
-            f = self.path / "metrics.csv"
-            self._metrics = read_csv(f) if f.exists() else []
-        return self._metrics
 
 
 @dataclass
 class SweepData:
     path: Path
-    axes: list[tuple[str, list[str]]]  # key -> formatted values, in grid order
-    runs: list[RunData]
+    axes: list[tuple[str, list[str]]]  # key -> value labels, in grid order
+    runs: list[RunRecord]
     zipped: tuple[str, ...] = ()  # keys of the sweep's zip section (one dimension)
+    counts: dict[str, int] = field(default_factory=dict)  # statuses of every run of the sweep
+    selection: list[str] = field(default_factory=list)  # the --filter choices, as key=value
+
+    @property
+    def title(self) -> str:
+        """The sweep's name, with the values the figure is restricted to."""
+        chosen = f" [{', '.join(self.selection)}]" if self.selection else ""
+        return f"{self.path.name}{chosen}"
+
+    def progress_note(self) -> str:
+        """``; 8 of 96 runs finished (2 running, 86 pending)`` for an incomplete sweep."""
+        total = sum(self.counts.values())
+        done = self.counts.get("completed", 0) + self.counts.get("diverged", 0)
+        if done == total:
+            return ""
+        rest = ", ".join(f"{n} {st}" for st, n in self.counts.items()
+                         if st not in ("completed", "diverged"))
+        return f"; {done} of {total} runs finished ({rest})"
 
     def axis(self, key: str) -> list[str]:
         for k, values in self.axes:
@@ -137,68 +168,68 @@ class SweepData:
         return True
 
 
-def _fmt(v) -> str:
-    from .sweep import _fmt_value
-
-    return _fmt_value(v)
-
-
 def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
-    import yaml
-
-    path = Path(path)
-    resolved = path / "sweep.yaml"
-    if not resolved.is_file():
-        raise PlotError(f"{path}: not a sweep folder (no sweep.yaml)")
-    section = (yaml.safe_load(resolved.read_text()) or {}).get("sweep", {})
-    grid = {**(section.get("grid") or {}), **(section.get("zip") or {})}
-    axes = [(k, [_fmt(v) for v in vals]) for k, vals in grid.items()]
-    keys = [k for k, _ in axes]
-    summary = path / "summary.csv"
-    rows = read_csv(summary) if summary.is_file() else []
-    runs = [RunData(r["run_id"], path / r["run_id"], {k: _fmt(r[k]) for k in keys},
-                    int(r["seed"]), read_json(path / r["run_id"] / "run.json") or {})
-            for r in rows]
-    data = SweepData(path, axes, runs, tuple(section.get("zip") or {}))
+    """The runs of a sweep folder that have metrics, through ``--filter key=value``
+    (a value as any figure shows it: ``init.weight_scale=0.000631`` names 0.000630957...)."""
+    try:
+        folder = open_sweep(path)
+    except StoreError as exc:
+        raise PlotError(str(exc)) from None
+    axes = [(k, [V.label(v) for v in vals]) for k, vals in folder.axes]
+    data = SweepData(Path(path), axes, list(folder.runs), folder.zipped, folder.counts())
     for text in filters:
         key, sep, value = text.partition("=")
         if not sep:
             raise PlotError(f"--filter {text}: expected key=value")
         if key == "seed":
             data.runs = [r for r in data.runs if str(r.seed) == value]
+            data.selection.append(f"seed={value}")
             continue
         allowed = data.axis(key)
-        want = _fmt(_yaml_scalar(value))
-        if want not in allowed:
-            raise PlotError(f"--filter {text}: {key} has no value {value} "
+        hits = V.match(folder.axis(key), value)
+        if len(hits) != 1:
+            what = "names several values" if hits else "has no value"
+            raise PlotError(f"--filter {text}: {key} {what} {value} "
                             f"(values: {', '.join(allowed)})")
-        data.runs = [r for r in data.runs if r.values[key] == want]
+        want = V.label(hits[0])
+        data.selection.append(f"{_short(key)}={_tick(want)}")
+        data.runs = [r for r in data.runs if r.labels[key] == want]
         data.axes = [(k, [want] if k == key else v) for k, v in data.axes]
-    data.runs = [r for r in data.runs if r.status != "missing"]
+    total = len(data.runs)
+    data.runs = [r for r in data.runs if r.status not in ("pending",)]
     # Values no selected run has are gone (a filter on one zipped key fixes the others).
-    data.axes = [(k, [v for v in vals if any(r.values[k] == v for r in data.runs)])
+    data.axes = [(k, [v for v in vals if any(r.labels[k] == v for r in data.runs)])
                  for k, vals in data.axes]
     if not data.runs:
-        raise PlotError(f"{path}: no runs to plot" + (" after --filter" if filters else ""))
+        raise PlotError(f"{path}: no runs to plot" + (" after --filter" if filters else
+                        f" yet ({total} pending)" if total else ""))
     return data
-
-
-def _yaml_scalar(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 def _short(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def _series(runs: list[RunData], metric: str):
-    """Mean and sd over runs of ``metric`` per epoch (each epoch over the runs
-    that reached it), and the (epoch, value) where diverged runs stopped."""
+BANDS = {"ci": "band = 95% interval of the mean", "sd": "band = +-1 sd"}
+
+
+def _band(values: list[float], band: str) -> float:
+    """Half-width of the band around the mean of ``values``: the 95% interval
+    of the mean (Student t), or one sample sd; 0 for a single value."""
+    from .stats import mean_interval, mean_sd
+
+    if len(values) < 2:
+        return 0.0
+    if band == "sd":
+        return mean_sd(values)[1]
+    iv = mean_interval(values)
+    return iv.hi - iv.estimate
+
+
+def _series(runs: list[RunRecord], metric: str, band: str = "ci"):
+    """Mean and band half-width over runs of ``metric`` per epoch (each epoch
+    over the runs that reached it), and the (epoch, value) where diverged runs
+    stopped."""
     import numpy as np
 
     by_epoch: dict[float, list[float]] = {}
@@ -212,13 +243,16 @@ def _series(runs: list[RunData], metric: str):
             stops.append((at, last[metric]))
     epochs = sorted(by_epoch)
     mean = np.array([np.mean(by_epoch[e]) for e in epochs])
-    sd = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
-    return np.array(epochs), mean, sd, stops
+    half = np.array([_band(by_epoch[e], band) for e in epochs])
+    return np.array(epochs), mean, half, stops
 
 
-def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
+def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str,
+                band: str = "ci", fig=None):
     """Small multiples: one panel per value of ``panels``, one line per value
-    of ``lines``; ``metric`` against epoch, mean over seeds with a +-1 sd band."""
+    of ``lines``; ``metric`` against epoch, mean over seeds with a band (the
+    95% interval of the mean, or +-1 sd). Drawn into ``fig`` (a Figure or
+    SubFigure) when given."""
     plt = _pyplot()
     import math
 
@@ -226,23 +260,25 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
     line_values = data.axis(lines) if lines else [None]
     ncols = math.ceil(math.sqrt(len(panel_values)))
     nrows = math.ceil(len(panel_values) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 1.2, 2.2 * nrows + 0.8),
-                             sharex=True, sharey=True, squeeze=False)
+    made = fig is None
+    if made:
+        fig = plt.figure(figsize=(2.6 * ncols + 1.2, 2.2 * nrows + 0.8))
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
     handles = {}
     for i, pv in enumerate(panel_values):
         ax = axes[i // ncols][i % ncols]
         for j, lv in enumerate(line_values):
-            runs = [r for r in data.runs if (pv is None or r.values[panels] == pv)
-                    and (lv is None or r.values[lines] == lv)]
+            runs = [r for r in data.runs if (pv is None or r.labels[panels] == pv)
+                    and (lv is None or r.labels[lines] == lv)]
             runs = [r for r in runs if r.metrics]
             if not runs:
                 continue
-            epochs, mean, sd, stops = _series(runs, metric)
-            color = PALETTE[j % len(PALETTE)]
-            style = "-" if j == 0 else ("--" if j == 1 else ":")
+            epochs, mean, half, stops = _series(runs, metric, band)
+            color, style = value_style(lv, j)
             (h,) = ax.plot(epochs, mean, color=color, linestyle=style, linewidth=1.5)
             if len(runs) > 1:
-                ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+                ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.2,
+                                linewidth=0)
             for at, value in stops:
                 ax.plot([at], [value], marker="x", color=color, markersize=7, linestyle="none")
             handles.setdefault(lv, (h, f"{_short(lines)}={lv}" if lines else f"n={len(runs)}"))
@@ -251,6 +287,10 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
         ax.grid(alpha=0.3)
         if metric.endswith("acc"):
             ax.set_ylim(0, 1.02)
+    if not handles:
+        if made:
+            plt.close(fig)
+        raise PlotError(f"{data.path}: no run has metrics yet to draw")
     for k in range(len(panel_values), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     for ax in axes[-1]:
@@ -263,36 +303,38 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str):
         handles["__diverged"] = (hx, "x: run diverged (stopped)")
     fig.legend([h for h, _ in handles.values()], [lab for _, lab in handles.values()],
                loc="lower center", ncol=min(len(handles), 4), frameon=False, fontsize=9)
-    fig.suptitle(f"{data.path.name}: {METRIC_LABELS.get(metric, metric)} per epoch "
+    fig.suptitle(f"{data.title}: {METRIC_LABELS.get(metric, metric)} per epoch "
                  f"(mean over {seeds} seed{'s' if seeds > 1 else ''}"
-                 f"{', band = +-1 sd' if seeds > 1 else ''})", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+                 f"{', ' + BANDS[band] if seeds > 1 else ''}{data.progress_note()})",
+                 fontsize=10)
+    if made:
+        fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     return fig
 
 
-def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: str):
+def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: str,
+                 band: str = "ci", ax=None, fig=None):
     """Final (or best) ``metric`` against swept key ``x``: mean over seeds with
-    a shaded +-1 sd band, one line per value of ``lines``."""
-    plt = _pyplot()
+    a band (95% interval of the mean, or +-1 sd), one line per value of
+    ``lines``; bars with error bars when ``x`` is a category (a norm, say)."""
     import numpy as np
 
     if not data.numeric(x):
-        raise PlotError(f"--x {x}: needs numeric values (got {', '.join(data.axis(x))}); "
-                        "use --kind grid or heatmap for categories")
+        return bars_figure(data, x, lines, metric, stat, band, ax, fig)
     xs_all = data.axis(x)
     line_values = data.axis(lines) if lines else [None]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax, made = _target(ax, fig)
     for j, lv in enumerate(line_values):
-        xs, means, sds, ns, div_x, div_y = [], [], [], [], [], []
+        xs, means, halves, ns, div_x, div_y = [], [], [], [], [], []
         for xv in xs_all:
-            runs = [r for r in data.runs if r.values[x] == xv
-                    and (lv is None or r.values[lines] == lv) and r.metrics]
+            runs = [r for r in data.runs if r.labels[x] == xv
+                    and (lv is None or r.labels[lines] == lv) and r.metrics]
             if not runs:
                 continue
             vals = [_stat(r, metric, stat) for r in runs]
             xs.append(float(xv))
             means.append(np.mean(vals))
-            sds.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
+            halves.append(_band(vals, band))
             ns.append(len(vals))
             for r, v in zip(runs, vals):
                 if r.status == "diverged":
@@ -301,13 +343,13 @@ def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: 
         if not xs:
             continue
         order = np.argsort(xs)
-        xs, means, sds = np.array(xs)[order], np.array(means)[order], np.array(sds)[order]
-        color = PALETTE[j % len(PALETTE)]
+        xs, means, halves = (np.array(a)[order] for a in (xs, means, halves))
+        color, style = value_style(lv, j)
         n = min(ns)
         label = (f"{_short(lines)}={lv} " if lines else "") + (f"(n={n})" if n == max(ns)
                                                              else f"(n={n}-{max(ns)})")
-        ax.plot(xs, means, color=color, marker="o", markersize=4, label=label)
-        ax.fill_between(xs, means - sds, means + sds, color=color, alpha=0.2, linewidth=0)
+        ax.plot(xs, means, color=color, linestyle=style, marker="o", markersize=4, label=label)
+        ax.fill_between(xs, means - halves, means + halves, color=color, alpha=0.2, linewidth=0)
         if div_x:
             ax.plot(div_x, div_y, marker="x", color=color, linestyle="none", markersize=8)
     if any(r.status == "diverged" for r in data.runs):
@@ -316,35 +358,86 @@ def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: 
     positive = [v for v in values if v > 0]
     if len(positive) == len(values) and max(values) / min(values) >= 10:
         ax.set_xscale("log")
+        if len(values) <= 10:  # a label at each value (2, 4, ..., 128), not 10^0, 10^1, 10^2
+            ticks = [_tick(v) for v in xs_all]
+            ax.set_xticks(values, ticks, rotation=30 if sum(map(len, ticks)) > 36 else 0)
+            ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(f"{stat} {METRIC_LABELS.get(metric, metric)}")
     if metric.endswith("acc"):
         ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
-    ax.set_title(f"{data.path.name}: {stat} {METRIC_LABELS.get(metric, metric)} "
-                 "(mean +-1 sd over seeds)", fontsize=10)
-    fig.tight_layout()
+    ax.set_title(f"{data.title}\n{stat} {METRIC_LABELS.get(metric, metric)}: mean over seeds, "
+                 f"{BANDS[band]}{data.progress_note()}", fontsize=9)
+    if made:
+        fig.tight_layout()
+    return fig
+
+
+def bars_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: str,
+                band: str = "ci", ax=None, fig=None):
+    """Final (or best) ``metric`` per value of a categorical key ``x``: bars of
+    the mean over seeds with error bars (95% interval of the mean, or +-1 sd),
+    grouped by ``lines``; the number of seeds under each bar."""
+    import numpy as np
+
+    categories = data.axis(x)
+    line_values = data.axis(lines) if lines else [None]
+    fig, ax, made = _target(ax, fig, figsize=(max(4.8, 1.2 * len(categories) *
+                                                   max(1, len(line_values)) ** 0.5 + 2), 4.2))
+    width = 0.8 / len(line_values)
+    for j, lv in enumerate(line_values):
+        means, halves, where, ns = [], [], [], []
+        for i, cv in enumerate(categories):
+            runs = [r for r in data.runs if r.labels[x] == cv
+                    and (lv is None or r.labels[lines] == lv) and r.metrics]
+            if not runs:
+                continue
+            vals = [_stat(r, metric, stat) for r in runs]
+            means.append(float(np.mean(vals)))
+            halves.append(_band(vals, band))
+            where.append(i + (j - (len(line_values) - 1) / 2) * width)
+            ns.append(len(vals))
+        if not means:
+            continue
+        color, _ = value_style(lv if lines else None, j)
+        if not lines:
+            color = [value_style(cv, i)[0] for i, cv in enumerate(categories)][:len(means)]
+        label = f"{_short(lines)}={lv}" if lines else None
+        ax.bar(where, means, width * 0.92, yerr=halves, color=color, alpha=0.85,
+               capsize=3, label=label, error_kw={"linewidth": 1})
+        for pos, n in zip(where, ns):
+            ax.text(pos, 0.01, f"n={n}", ha="center", va="bottom", fontsize=7, color="white")
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{stat} {METRIC_LABELS.get(metric, metric)}")
+    if metric.endswith("acc"):
+        ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, axis="y")
+    if lines:
+        ax.legend(fontsize=9)
+    bars = "error bars = 95% interval of the mean" if band == "ci" else "error bars = +-1 sd"
+    ax.set_title(f"{data.title}\n{stat} {METRIC_LABELS.get(metric, metric)}: mean over seeds, "
+                 f"{bars}{data.progress_note()}", fontsize=9)
+    if made:
+        fig.tight_layout()
     return fig
 
 
 def _tick(value: str) -> str:
-    try:
-        return f"{float(value):.3g}"
-    except ValueError:
-        return value
+    return V.short(value, 3)
 
 
-def _stat(run: RunData, metric: str, stat: str) -> float:
+def _stat(run: RunRecord, metric: str, stat: str) -> float:
     vals = [row[metric] for row in run.metrics]
     if stat == "final":
         return vals[-1]
     return min(vals) if metric.endswith("loss") else max(vals)
 
 
-def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str):
+def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str, ax=None, fig=None):
     """Mean final (or best) ``metric`` over two swept keys, values in the cells."""
-    plt = _pyplot()
     import numpy as np
 
     xv, yv = data.axis(x), data.axis(y)
@@ -352,10 +445,10 @@ def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str):
     for i, b in enumerate(yv):
         for j, a in enumerate(xv):
             vals = [_stat(r, metric, stat) for r in data.runs
-                    if r.values[x] == a and r.values[y] == b and r.metrics]
+                    if r.labels[x] == a and r.labels[y] == b and r.metrics]
             if vals:
                 grid[i, j] = np.mean(vals)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(xv) + 1.5, 1.0 + 0.5 * len(yv) + 1))
+    fig, ax, made = _target(ax, fig, (1.0 + 0.75 * len(xv) + 1.5, 1.0 + 0.5 * len(yv) + 1))
     im = ax.imshow(grid, cmap="viridis", aspect="auto",
                    vmin=0 if metric.endswith("acc") else None,
                    vmax=1 if metric.endswith("acc") else None)
@@ -369,13 +462,14 @@ def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str):
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     fig.colorbar(im, ax=ax, label=f"{stat} {metric}")
-    ax.set_title(f"{data.path.name}: {stat} {METRIC_LABELS.get(metric, metric)} "
-                 "(mean over seeds)", fontsize=10)
-    fig.tight_layout()
+    ax.set_title(f"{data.title}\n{stat} {METRIC_LABELS.get(metric, metric)}: mean over "
+                 f"seeds{data.progress_note()}", fontsize=9)
+    if made:
+        fig.tight_layout()
     return fig
 
 
-def activations_figure(runs: list[tuple[str, Path]], layer: int | None):
+def activations_figure(runs: list[tuple[str, Path]], layer: int | None, fig=None):
     """Ioffe & Szegedy 2015 Fig. 1 (b, c): the 15th/50th/85th percentiles over
     the batch of one unit's input to the activation in a hidden layer (the
     last by default), against training step; one panel per run."""
@@ -387,15 +481,20 @@ def activations_figure(runs: list[tuple[str, Path]], layer: int | None):
         f = path / "diagnostics.csv"
         if not f.is_file():
             raise PlotError(f"{path}: no diagnostics.csv (set eval.diagnostics_every > 0)")
-        rows = read_csv(f)
+        try:
+            rows = read_csv(f, DIAGNOSTIC_COLUMNS)
+        except StoreError as exc:
+            raise PlotError(str(exc)) from None
         layers = sorted({r["layer"] for r in rows})
         pick = layer if layer is not None else (layers[-1] if layers else None)
         if pick not in layers:
             raise PlotError(f"--layer {layer}: {path} has hidden layers "
                             f"{', '.join(map(str, layers))}")
         tables.append((label, [r for r in rows if r["layer"] == pick], pick))
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.4), sharey=True,
-                             squeeze=False)
+    made = fig is None
+    if made:
+        fig = plt.figure(figsize=(4.2 * len(tables), 3.4))
+    axes = fig.subplots(1, len(tables), sharey=True, squeeze=False)
     for ax, (label, rows, pick) in zip(axes[0], tables):
         steps = [r["step"] for r in rows]
         for q, style in (("unit_p15", ":"), ("unit_p50", "-"), ("unit_p85", "--")):
@@ -406,32 +505,72 @@ def activations_figure(runs: list[tuple[str, Path]], layer: int | None):
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("input to the activation")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    if made:
+        fig.tight_layout()
     return fig
 
 
-def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | None = None,
-              fmt: str = "png", panels: str | None = None, lines: str | None = None,
-              x: str | None = None, y: str | None = None, metric: str | None = None,
-              stat: str = "final", filters: list[str] = (), layer: int | None = None) -> Path:
-    """Draw the figure ``kind`` for a run or sweep folder and return its path.
+FORMATS = ("png", "svg", "pdf")
 
-    Defaults: a run -> its curves; a sweep -> chosen from its axes (the book's
-    grid when it sweeps ``init.weight_scale`` and ``model.norm``).
-    """
+
+def output_format(out: str | Path | None, fmt: str | None) -> str:
+    """The file format: ``--format``, else ``--out``'s extension, else png; the
+    two must agree when both are given."""
+    ext = Path(out).suffix.lstrip(".").lower() if out else ""
+    if ext and ext not in FORMATS:
+        raise PlotError(f"--out {out}: unknown extension .{ext}, expected "
+                        f"{', '.join('.' + f for f in FORMATS)}")
+    if fmt and ext and fmt != ext:
+        raise PlotError(f"--format {fmt} contradicts --out {out}; drop one of them")
+    if fmt and fmt not in FORMATS:
+        raise PlotError(f"--format: got {fmt!r}, expected one of {', '.join(FORMATS)}")
+    return fmt or ext or "png"
+
+
+def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | None = None,
+              fmt: str | None = None, **options) -> Path:
+    """Draw the figure ``kind`` for a run or sweep folder into a file (``out``,
+    default ``PATH/KIND.FORMAT``) and return its path; ``options`` as ``figure``."""
     path = Path(path)
+    fmt = output_format(out, fmt)
+    fig, kind = _figure(path, kind, **options)
+    target = Path(out) if out else path / f"{kind}.{fmt}"
+    return save_figure(fig, target, fmt)
+
+
+def figure(path: str | Path, kind: str | None = None, *, ax=None, fig=None, **options):
+    """The figure ``kind`` for a run or sweep folder, as a matplotlib Figure.
+
+    ``ax``: draw a one-panel kind (final, heatmap, curves of a sweep) into
+    these axes; ``fig``: draw any kind into this Figure or SubFigure (grid,
+    activations and a run's curves have several panels). Options: panels,
+    lines, x, y, metric, stat (final|best), filters (["key=value"]), layer,
+    band (ci|sd). Defaults: a run -> its curves; a sweep -> chosen from its
+    axes (the book's grid when it sweeps ``init.weight_scale`` and ``model.norm``).
+    """
+    return _figure(Path(path), kind, ax=ax, fig=fig, **options)[0]
+
+
+def _figure(path: Path, kind: str | None, *, ax=None, fig=None, panels: str | None = None,
+            lines: str | None = None, x: str | None = None, y: str | None = None,
+            metric: str | None = None, stat: str = "final", filters: list[str] = (),
+            layer: int | None = None, band: str = "ci"):
+    """(figure, kind drawn)."""
     if metric is not None and metric not in PLOT_METRICS:
         raise PlotError(f"--metric: got {metric!r}, expected one of {', '.join(PLOT_METRICS)}")
     if stat not in PLOT_STATS:
         raise PlotError(f"--stat: got {stat!r}, expected {' or '.join(PLOT_STATS)}")
+    if band not in BANDS:
+        raise PlotError(f"--band: got {band!r}, expected {' or '.join(BANDS)}")
     if kind is not None and kind not in PLOT_KINDS:
         raise PlotError(f"--kind: got {kind!r}, expected one of {', '.join(PLOT_KINDS)}")
     if (path / "metrics.csv").is_file() and not (path / "sweep.yaml").is_file():
-        return _plot_run(path, kind or "curves", out, fmt, layer)
+        return _run_figure(path, kind or "curves", layer, ax, fig), kind or "curves"
     if not path.is_dir():
         raise PlotError(f"{path}: no such folder")
     if not (path / "sweep.yaml").is_file():
-        raise PlotError(f"{path}: neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)")
+        raise PlotError(f"{path}: neither a run folder (metrics.csv) nor a sweep folder "
+                        "(sweep.yaml)")
     data = load_sweep(path, list(filters))
     for key in (panels, lines, x, y):
         if key is not None:
@@ -440,6 +579,10 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     keys = [k for k, vals in data.axes if len(vals) > 1
             and (k not in data.zipped or k == data.zipped[0])]
     kind = kind or _default_kind(data, keys)
+    several = kind in ("grid", "activations")
+    if several and ax is not None:
+        raise PlotError(f"--kind {kind} draws several panels: pass fig= (a Figure or SubFigure), "
+                        "not ax=")
     if kind == "grid":
         if panels is None and len(keys) == 1 and lines in (None, keys[0]):
             lines = keys[0]  # one swept key: one panel, a line per value
@@ -450,27 +593,24 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         if lines == panels:
             raise PlotError("--lines and --panels must be different keys")
         _check_others(data, [panels, lines])
-        fig = grid_figure(data, panels, lines, metric or "train_acc")
-    elif kind == "final":
+        return grid_figure(data, panels, lines, metric or "train_acc", band, fig), kind
+    if kind == "final":
         x = x or _pick_x(data, keys)
         if lines is None:
             lines = _pick_lines(data, keys, x)
         _check_others(data, [x, lines])
-        fig = final_figure(data, x, lines, metric or "test_acc", stat)
-    elif kind == "heatmap":
+        return final_figure(data, x, lines, metric or "test_acc", stat, band, ax, fig), kind
+    if kind == "heatmap":
         if not (x and y):
             if len(keys) < 2:
                 raise PlotError("--kind heatmap needs two swept keys (--x KEY --y KEY)")
             x, y = x or keys[0], y or next(k for k in keys if k != (x or keys[0]))
         _check_others(data, [x, y])
-        fig = heatmap_figure(data, x, y, metric or "test_acc", stat)
-    elif kind == "activations":
+        return heatmap_figure(data, x, y, metric or "test_acc", stat, ax, fig), kind
+    if kind == "activations":
         runs = [(r.run_id, r.path) for r in data.runs if r.seed == min(q.seed for q in data.runs)]
-        fig = activations_figure(runs, layer)
-    else:  # curves of every run
-        fig = _multi_curves(data)
-    out = Path(out) if out else path / f"{kind}.{fmt}"
-    return save_figure(fig, out, fmt)
+        return activations_figure(runs, layer, fig), kind
+    return sweep_curves_figure(data, metric or "test_acc", band, ax, fig), kind
 
 
 def _check_others(data: SweepData, used: list[str | None]) -> None:
@@ -516,25 +656,57 @@ def _pick_x(data: SweepData, keys: list[str]) -> str:
     return max(numeric, key=lambda k: len(data.axis(k)))
 
 
-def _multi_curves(data: SweepData):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for j, r in enumerate(data.runs):
+MAX_LEGEND = 12
+
+
+def sweep_curves_figure(data: SweepData, metric: str = "test_acc", band: str = "ci",
+                        ax=None, fig=None):
+    """``metric`` against epoch, one line per grid point (the mean over its
+    seeds, with a band); labelled while there are at most MAX_LEGEND points."""
+    fig, ax, made = _target(ax, fig)
+    keys = [k for k, vals in data.axes if len(vals) > 1]
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r in data.runs:
         if r.metrics:
-            ax.plot([m["epoch"] for m in r.metrics], [m["test_acc"] for m in r.metrics],
-                    color=PALETTE[j % len(PALETTE)], label=r.run_id)
-    ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02))
+            groups.setdefault(tuple(r.labels[k] for k in keys), []).append(r)
+    for j, (point, runs) in enumerate(groups.items()):
+        epochs, mean, half, stops = _series(runs, metric, band)
+        color, style = value_style(point[0] if len(point) == 1 else None, j)
+        label = ", ".join(f"{_short(k)}={_tick(v)}" for k, v in zip(keys, point)) or data.title
+        ax.plot(epochs, mean, color=color, linestyle=style, label=label)
+        if len(runs) > 1:
+            ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.15,
+                            linewidth=0)
+        for at, value in stops:
+            ax.plot([at], [value], marker="x", color=color, linestyle="none")
+    ax.set(xlabel="epoch", ylabel=METRIC_LABELS.get(metric, metric))
+    if metric.endswith("acc"):
+        ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    note = ""
+    if 0 < len(groups) <= MAX_LEGEND:
+        ax.legend(fontsize=7)
+    elif groups:
+        note = f"; {len(groups)} grid points, unlabelled: --filter to pick some"
+    ax.set_title(f"{data.title}\n{METRIC_LABELS.get(metric, metric)} per grid point: mean over "
+                 f"seeds, {BANDS[band]}{note}{data.progress_note()}", fontsize=9)
+    if made:
+        fig.tight_layout()
     return fig
 
 
-def _plot_run(path: Path, kind: str, out, fmt: str, layer: int | None) -> Path:
+def _run_figure(path: Path, kind: str, layer: int | None, ax=None, fig=None):
     if kind == "curves":
-        return plot_run_curves(path, out or path / f"curves.{fmt}", fmt)
+        if ax is not None:
+            raise PlotError("a run's curves have two panels: pass fig= (a Figure or SubFigure), "
+                            "not ax=")
+        try:
+            rows = read_metrics(path)
+        except StoreError as exc:
+            raise PlotError(str(exc)) from None
+        info = read_json(path / "run.json") or {"name": path.name}
+        return curves_figure(rows, info, fig)
     if kind == "activations":
-        return save_figure(activations_figure([(path.name, path)], layer),
-                           out or path / f"activations.{fmt}", fmt)
+        return activations_figure([(path.name, path)], layer, fig)
     raise PlotError(f"--kind {kind}: needs a sweep folder; {path} is a single run "
                     "(use curves or activations)")

@@ -1,6 +1,8 @@
 """The training loop: one config in, metrics (and optional diagnostics) out.
 
-No files are touched here; ``rundir`` writes the run folder.
+No files are touched here; ``runner`` writes the run folder through ``store``
+(whose METRIC_COLUMNS, DIAGNOSTIC_COLUMNS and STEP_COLUMNS name the keys of
+the rows made here).
 """
 
 from __future__ import annotations
@@ -14,11 +16,7 @@ import numpy as np
 from .config import Config
 from .datasets import Dataset, load_dataset
 from .engine import MLP, build_mlp, make_optimizer
-
-METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "elapsed"]
-DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "std",
-                      "unit_p15", "unit_p50", "unit_p85", "grad_norm"]
-STEP_COLUMNS = ["step", "epoch", "loss"]
+from .provenance import one_blas_thread
 
 
 @dataclass
@@ -92,13 +90,16 @@ def _diagnostics(model: MLP, cfg: Config, step: int, epoch: float) -> list[dict]
 
 
 def train(cfg: Config, data: Dataset | None = None,
-          on_eval: Callable[[dict, TrainResult], None] | None = None) -> TrainResult:
+          on_eval: Callable[[dict, TrainResult], None] | None = None,
+          threads: int = 1) -> TrainResult:
     """Train one model as ``cfg`` says; evaluate at epoch 0 and every
     ``eval.every`` epochs (and after the last), both splits in eval mode.
 
     ``on_eval(row, result)`` is called after each evaluation (for progress and
     incremental saving). A non-finite training loss stops the run with status
-    ``diverged``, keeping the metrics so far.
+    ``diverged``, keeping the metrics so far. Every computation runs with BLAS
+    on one thread; ``threads`` threads share the evaluation, which does not
+    change its result.
     """
     streams = Streams.from_seed(cfg.seed)
     dtype = np.dtype(cfg.train.dtype)
@@ -116,8 +117,8 @@ def train(cfg: Config, data: Dataset | None = None,
     step = 0
 
     def evaluate(epoch: int) -> None:
-        train_loss, train_acc = model.evaluate(data.x_train, data.y_train)
-        test_loss, test_acc = model.evaluate(data.x_test, data.y_test)
+        train_loss, train_acc = model.evaluate(data.x_train, data.y_train, threads=threads)
+        test_loss, test_acc = model.evaluate(data.x_test, data.y_test, threads=threads)
         row = {"epoch": epoch, "step": step, "train_loss": train_loss, "train_acc": train_acc,
                "test_loss": test_loss, "test_acc": test_acc,
                "elapsed": round(time.perf_counter() - start, 4)}
@@ -125,8 +126,10 @@ def train(cfg: Config, data: Dataset | None = None,
         if on_eval:
             on_eval(row, result)
 
-    # Overflow in a diverging network is a result, recorded as such, not a warning.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    # Overflow in a diverging network is a result, recorded as such, not a
+    # warning. One BLAS thread: the numbers must not depend on the thread count.
+    with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore",
+                                        under="ignore"):
         evaluate(0)
         for epoch in range(1, t.epochs + 1):
             for idx in _batches(cfg, n, streams.batches):

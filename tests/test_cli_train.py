@@ -50,7 +50,9 @@ def test_train_writes_every_file_with_the_right_columns(tiny, tmp_path):
     assert len(read(run / "steps.csv")) == 18
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["seed"] == 3
-    assert set(info["versions"]) == {"bnexp", "numpy", "python"}
+    prov = info["provenance"]
+    assert {"bnexp", "commit", "numpy", "python", "blas", "cpu", "engine"} <= set(prov)
+    assert prov["blas"]["threads"] == 1 and prov["engine"] == "numpy"
     assert info["final"]["test_acc"] == float(metrics[-1]["test_acc"])
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "tiny: completed" in res.output

@@ -1,6 +1,7 @@
 """``bnexp plot``: every kind from small real runs, checked through the
 matplotlib objects; byte-identical reruns; error cases."""
 
+import matplotlib.colors as mcolors
 import pytest
 import yaml
 from clitools import invoke
@@ -48,6 +49,26 @@ def test_grid_has_one_panel_per_value_and_one_line_per_value(sweep_dir, monkeypa
     assert ("x: run diverged (stopped)" in labels) == bool(diverged)
 
 
+@pytest.mark.parametrize("band", ["ci", "sd"])
+def test_the_band_is_the_interval_of_the_mean_or_one_sd(sweep_dir, monkeypatch, band):
+    from bnexp.stats import mean_interval, mean_sd
+
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(sweep_dir, "grid", filters=["init.weight_scale=0.1"], lines="model.norm",
+                       panels="init.weight_scale", band=band)
+    ax = [a for a in figs[-1].axes if a.get_visible()][0]
+    runs = [r for r in plot_mod.load_sweep(sweep_dir).runs
+            if r.labels == {"init.weight_scale": "0.1", "model.norm": "batch"}]
+    last = [r.metrics[-1]["train_acc"] for r in runs]
+    want = (mean_interval(last).hi - mean_interval(last).estimate if band == "ci"
+            else mean_sd(last)[1])
+    ys = ax.collections[0].get_paths()[0].vertices[:, 1]
+    top = max(ys)
+    assert top == pytest.approx(sum(last) / len(last) + want)
+    assert band in figs[-1].texts[0].get_text() or "interval" in figs[-1].texts[0].get_text()
+
+
 def test_final_heatmap_curves_and_activations(sweep_dir, monkeypatch):
     figs = []
     monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
@@ -91,13 +112,12 @@ def test_cli_plot_writes_the_file(sweep_dir, tmp_path):
     (["--filter", "model.norm=group"],
      "--filter model.norm=group: model.norm has no value group (values: batch, none)"),
     (["--filter", "seed=7"], "{d}: no runs to plot after --filter"),
-    (["--kind", "final", "--x", "model.norm"],
-     "--x model.norm: needs numeric values (got batch, none); use --kind grid or heatmap for categories"),
+    (["--format", "svg"], "--format svg contradicts --out {out}; drop one of them"),
 ])
 def test_bad_requests_exit_2_with_one_line(sweep_dir, args, message, tmp_path):
     res = invoke("plot", sweep_dir, *args, "--out", tmp_path / "x.png")
     assert res.exit_code == 2
-    assert res.output.strip() == "error: " + message.format(d=sweep_dir)
+    assert res.output.strip() == "error: " + message.format(d=sweep_dir, out=tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -107,4 +127,100 @@ def test_folders_without_runs(tmp_path):
     assert "neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)" in res.output
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"sweep": {"grid": {}}}))
     res = invoke("plot", tmp_path)
-    assert res.exit_code == 2 and res.output.strip() == f"error: {tmp_path}: no runs to plot"
+    assert res.exit_code == 2 and res.output.strip() == (
+        f"error: {tmp_path}: no summary.csv yet: the sweep has not started its first run "
+        "(run its `bnexp sweep` command)")
+
+
+def test_filters_take_values_as_figures_print_them(tmp_path):
+    sw = sweep_mod.build({**RAW, "sweep": {"grid": {"init.weight_scale": [0.000630957344480193,
+                                                                          0.01]}, "seeds": [0]}})
+    sdir, _ = sweep_mod.execute(sw, tmp_path, jobs=1, plot=False)
+    data = plot_mod.load_sweep(sdir, ["init.weight_scale=0.000631"])
+    assert [r.labels["init.weight_scale"] for r in data.runs] == ["0.000630957"]
+    assert data.title == "ps [weight_scale=0.000631]"
+    res = invoke("plot", sdir, "--filter", "init.weight_scale=0.0007", "--out", tmp_path / "x.png")
+    assert res.exit_code == 2
+    assert "init.weight_scale has no value 0.0007 (values: 0.000630957, 0.01)" in res.output
+
+
+def test_the_extension_decides_the_format(sweep_dir, tmp_path):
+    svg = invoke("plot", sweep_dir, "--kind", "final", "--out", tmp_path / "f.svg")
+    pdf = invoke("plot", sweep_dir, "--kind", "final", "--out", tmp_path / "f.pdf")
+    assert svg.exit_code == 0 and pdf.exit_code == 0
+    assert b"<svg" in (tmp_path / "f.svg").read_bytes()[:400]
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
+    res = invoke("plot", sweep_dir, "--out", tmp_path / "f.jpeg")
+    assert res.exit_code == 2 and "unknown extension .jpeg, expected .png, .svg, .pdf" in res.output
+
+
+def test_a_category_on_x_is_a_bar_chart_with_intervals(sweep_dir, monkeypatch):
+    from bnexp.stats import mean_interval
+
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(sweep_dir, "final", x="model.norm", filters=["init.weight_scale=0.1"])
+    ax = figs[-1].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["batch", "none"]
+    bars = ax.patches
+    runs = plot_mod.load_sweep(sweep_dir, ["init.weight_scale=0.1"]).runs
+    for bar, norm in zip(bars, ["batch", "none"]):
+        vals = [r.metrics[-1]["test_acc"] for r in runs if r.labels["model.norm"] == norm]
+        assert bar.get_height() == pytest.approx(sum(vals) / len(vals))
+    (errs,) = [c for c in ax.containers if hasattr(c, "errorbar") and c.errorbar]
+    segs = errs.errorbar.lines[2][0].get_segments()
+    vals = [r.metrics[-1]["test_acc"] for r in runs if r.labels["model.norm"] == "batch"]
+    iv = mean_interval(vals)
+    assert (segs[0][0][1], segs[0][1][1]) == pytest.approx((iv.lo, iv.hi))
+    assert bars[0].get_facecolor()[:3] == pytest.approx(mcolors.to_rgb(plot_mod.PALETTE[0]))
+
+
+def test_the_same_value_has_the_same_colour_in_every_figure(sweep_dir, monkeypatch):
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(sweep_dir, "grid", panels="init.weight_scale", lines="model.norm")
+    plot_mod.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
+    grid_ax, final_ax = figs[0].axes[0], figs[1].axes[0]
+    for ax in (grid_ax, final_ax):
+        colours = {ln.get_label().split(" ")[0]: ln.get_color() for ln in ax.get_lines()
+                   if len(ln.get_xdata()) > 1}
+        assert not colours or all(c in plot_mod.PALETTE for c in colours.values())
+    grid_lines = [ln for ln in grid_ax.get_lines() if len(ln.get_xdata()) > 1]
+    assert grid_lines[0].get_color() == plot_mod.VALUE_STYLES["batch"][0]
+    assert grid_lines[1].get_color() == plot_mod.VALUE_STYLES["none"][0]
+    labels = {t.get_text(): h for t, h in zip(final_ax.get_legend().get_texts(),
+                                              final_ax.get_legend().legend_handles)}
+    assert labels["norm=batch (n=2)"].get_color() == plot_mod.VALUE_STYLES["batch"][0]
+
+
+def test_log_axes_have_a_tick_at_each_value(sweep_dir, monkeypatch):
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
+    ax = figs[-1].axes[0]
+    assert list(ax.get_xticks()) == [10.0, 1.0, 0.1, 0.01]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "1", "0.1", "0.01"]
+
+
+def test_curves_of_a_sweep_are_one_mean_line_per_grid_point(sweep_dir, monkeypatch):
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(sweep_dir, "curves")
+    ax = figs[-1].axes[0]
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
+    assert len(lines) == 8  # 4 scales x 2 norms, not 16 runs
+    assert len(ax.get_legend().get_texts()) == 8
+
+
+def test_an_unfinished_sweep_says_so_on_its_figures(sweep_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep_dir, copy)
+    victim = copy / "weight_scale=10,norm=batch,seed=1" / "run.json"
+    victim.write_text(json.dumps({**json.loads(victim.read_text()), "status": "running"}))
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(copy, "final", x="init.weight_scale", lines="model.norm")
+    assert figs[-1].axes[0].get_title().endswith("; 15 of 16 runs finished (1 running)")

@@ -14,7 +14,7 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 def test_quick_start_is_two_commands_install_and_main_job_then_tests():
     block = re.search(r"(?ims)^#+\s*quick\s*start.*?```[a-z]*\n(.*?)```", README).group(1)
     cmds = [line.strip() for line in block.splitlines() if line.strip()]
-    assert cmds == ["pip install . && bnexp sweep configs/weight_scale.yaml",
+    assert cmds == ["pip install . && bnexp sweep weight_scale",
                     'pip install ".[test,dask]" && pytest -q']
 
 
@@ -36,3 +36,30 @@ def test_example_config_in_readme_is_valid_and_complete():
     assert documented == set(config.all_keys())
     assert len(sweep.build(raw).points) == 16 * 2 * 3
     assert cfg.name == "book-bn"
+
+
+def _synopsis(command: str) -> str:
+    """The README bullet of ``bnexp COMMAND``: from its line to the next bullet."""
+    m = re.search(rf"(?ms)^- `bnexp {command}\b(.*?)(?=^- `bnexp |^\S)", README)
+    assert m, f"no README bullet for bnexp {command}"
+    return m.group(0)
+
+
+def test_every_option_of_every_command_is_in_its_readme_synopsis():
+    import click
+
+    commands = [(name, cmd) for name, cmd in main.commands.items()
+                if not isinstance(cmd, click.Group)]
+    commands += [(f"data {name}", cmd) for name, cmd in main.commands["data"].commands.items()]
+    for name, cmd in commands:
+        text = _synopsis(name)
+        for param in cmd.params:
+            if isinstance(param, click.Option) and "--help" not in param.opts:
+                assert any(opt in text for opt in param.opts), (name, param.opts)
+
+
+def test_the_readme_lists_every_status():
+    from bnexp.store import STATUSES
+
+    for status in STATUSES:
+        assert f"`{status}`" in README, status

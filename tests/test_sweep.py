@@ -2,18 +2,19 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from clitools import invoke, read
-from idxdata import write_idx_set
 
+from bnexp import experiments, store
 from bnexp import sweep as sweep_mod
+from bnexp.sweep import grid
 
 BASE = {
     "name": "sw",
@@ -60,7 +61,7 @@ def test_ambiguous_leaves_use_full_keys_and_long_ids_are_hashed():
         "norm.momentum": [0.1], "train.momentum": [0.9], "train.optimizer": ["momentum"]}}})
     assert sw.points[0].run_id == "norm.momentum=0.1,train.momentum=0.9,optimizer=momentum,seed=0"
     long = sweep_mod.run_id({"model.hidden": [100] * 40}, 0, {"model.hidden": "hidden"})
-    assert len(long) <= sweep_mod.MAX_RUN_ID and "~" in long
+    assert len(long.encode()) <= grid.MAX_RUN_ID_BYTES and "~" in long
 
 
 def test_whole_sweep_is_validated_before_anything_runs(tmp_path):
@@ -70,8 +71,8 @@ def test_whole_sweep_is_validated_before_anything_runs(tmp_path):
     assert res.exit_code == 2
     assert res.output.splitlines() == [
         "error: sweep.grid.model.nrom: unknown key (did you mean model.norm?)",
-        "error: sweep.grid.train.lr.logspace: got [0, 1], expected [start, stop, num] with num "
-        "an integer >= 1",
+        "error: sweep.grid.train.lr.logspace: got [0, 1], expected [start, stop, num] with "
+        "finite numbers and num an integer from 1 to 100,000",
     ]
     cfg = write_cfg(tmp_path, {"model.norm": ["batch", "bogus"]})
     res = invoke("sweep", cfg, "--out", tmp_path / "runs")
@@ -88,7 +89,9 @@ def test_dry_run_prints_the_table_and_count(tmp_path):
     lines = res.output.strip().splitlines()
     assert lines[0].split() == ["run_id", "model.norm", "seed"]
     assert lines[1].split() == ["norm=batch,seed=0", "batch", "0"]
-    assert lines[-1].startswith("6 runs (2 grid points x 3 seeds)")
+    assert lines[-2].startswith("6 runs (2 grid points x 3 seeds)")
+    assert re.fullmatch(r"estimated time: about \d+ s with \d+ workers? \(from a few timed steps "
+                        r"of each model here\)", lines[-1])
     assert not (tmp_path / "runs").exists()
 
 
@@ -134,27 +137,47 @@ def test_sweep_runs_summarises_and_resumes(tmp_path):
     assert json.loads((victim / "run.json").read_text())["status"] == "completed"
     # A changed config does not silently mix with the old runs.
     res = invoke("sweep", cfg, "--out", out, "--set", "train.lr=0.2", "--no-plot")
-    assert res.exit_code == 2 and "holds a run of a different config (train.lr differ)" in res.output
+    assert res.exit_code == 2
+    assert "holds a run of a different config (train.lr differ)" in res.output
     res = invoke("sweep", cfg, "--out", out, "--set", "train.lr=0.2", "--no-plot", "--force")
     assert res.exit_code == 0 and "4 completed" in res.output
 
 
-def test_failing_run_is_isolated_recorded_and_reported(tmp_path):
-    good = write_idx_set(tmp_path / "good", n_train=200, n_test=60)
-    bad = write_idx_set(tmp_path / "bad", n_train=200, n_test=60)
-    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")  # exists, unreadable
-    cfg = write_cfg(tmp_path, {"data.root": [str(good), str(bad)]},
-                    data={"dataset": "mnist", "n_train": 100, "n_test": 50})
+@pytest.fixture
+def failing_seed(tmp_path, monkeypatch):
+    """Sweep workers in which training seed 13 raises (a sitecustomize module on
+    their PYTHONPATH patches bnexp.train.train): a failure at run time, after
+    every check before the run has passed."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import bnexp.train as t\n"
+        "_real = t.train\n"
+        "def train(cfg, *args, **kwargs):\n"
+        "    if cfg.seed == 13:\n"
+        "        raise RuntimeError('injected failure for seed 13')\n"
+        "    return _real(cfg, *args, **kwargs)\n"
+        "t.train = train\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook),
+                                                                 os.environ.get("PYTHONPATH")])))
+    return 13
+
+
+def test_failing_run_is_isolated_recorded_and_reported(tmp_path, failing_seed):
+    cfg = write_cfg(tmp_path, {"model.norm": ["none"]}, seeds=[0, failing_seed])
     res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot")
     assert res.exit_code == 1
     assert "1 completed, 0 diverged, 1 failed" in res.output
-    assert "1 failed run(s)" in res.output and "bnexp train" in res.output
     sdir = tmp_path / "runs" / "sw"
-    statuses = {r["data.root"]: r["status"] for r in read(sdir / "summary.csv")}
-    assert statuses == {str(good): "completed", str(bad): "failed"}
-    failed = next(p for p in sdir.iterdir() if p.is_dir() and "bad" in p.name)
-    info = json.loads((failed / "run.json").read_text())
-    assert info["error"].startswith("DataError:") and "Traceback" in info["traceback"]
+    reproduce = f"bnexp train {sdir / 'norm=none,seed=13' / 'config.yaml'}"
+    assert "1 failed run(s)" in res.output and reproduce in res.output
+    statuses = {r["seed"]: r["status"] for r in read(sdir / "summary.csv")}
+    assert statuses == {"0": "completed", "13": "failed"}
+    info = json.loads((sdir / "norm=none,seed=13" / "run.json").read_text())
+    assert info["error"] == "RuntimeError: injected failure for seed 13"
+    assert "Traceback" in info["traceback"]
+    agg = read(sdir / "aggregate.csv")[0]
+    assert (agg["n"], agg["n_failed"]) == ("1", "1")
     # Failed runs are kept on resume, rerun with --retry-failed.
     res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot")
     assert "2 skipped" in res.output and res.exit_code == 0
@@ -162,22 +185,19 @@ def test_failing_run_is_isolated_recorded_and_reported(tmp_path):
     assert "1 failed, 1 skipped" in res.output and res.exit_code == 1
 
 
-def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_untouched(tmp_path):
-    bad = write_idx_set(tmp_path / "bad", n_train=200, n_test=60)
-    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
-    good = write_idx_set(tmp_path / "good", n_train=200, n_test=60)
-    cfg = write_cfg(tmp_path, {"data.root": [str(bad), str(good)]},
-                    data={"dataset": "mnist", "n_train": 100, "n_test": 50})
+def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_untouched(tmp_path,
+                                                                           failing_seed):
+    cfg = write_cfg(tmp_path, {"model.norm": ["none"]}, seeds=[failing_seed, 0])
     res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--fail-fast", "--no-plot")
     assert res.exit_code == 1
     assert "0 completed, 0 diverged, 1 failed" in res.output
     assert "1 run(s) cancelled by --fail-fast" in res.output
-    statuses = {r["data.root"]: r["status"] for r in read(tmp_path / "runs" / "sw" / "summary.csv")}
-    assert statuses == {str(bad): "failed", str(good): "missing"}  # never started
+    statuses = {r["seed"]: r["status"] for r in read(tmp_path / "runs" / "sw" / "summary.csv")}
+    assert statuses == {"13": "failed", "0": "pending"}  # never started
     res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot")
     assert "1 completed, 0 diverged, 0 failed, 1 skipped" in res.output  # resumes the rest
     # A --force sweep that stops early keeps the results it has not yet redone.
-    good_run = next(p for p in (tmp_path / "runs" / "sw").iterdir() if "good" in p.name)
+    good_run = tmp_path / "runs" / "sw" / "norm=none,seed=0"
     before = (good_run / "metrics.csv").read_bytes()
     res = invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "1", "--no-plot", "--force",
                  "--fail-fast")
@@ -188,12 +208,12 @@ def test_fail_fast_stops_at_the_first_failure_and_leaves_the_rest_untouched(tmp_
 
 def test_second_sweep_on_the_same_folder_is_refused(tmp_path):
     cfg = write_cfg(tmp_path, {"model.norm": ["none"]})
-    with sweep_mod.lock(tmp_path / "runs" / "sw"):
+    with store.lock(tmp_path / "runs" / "sw", "sweep"):
         res = invoke("sweep", cfg, "--out", tmp_path / "runs")
     assert res.exit_code == 2
-    assert res.output.strip() == (f"error: {tmp_path / 'runs' / 'sw'} is in use by another sweep "
-                                  f"(pid {os.getpid()} on {os.uname().nodename}); wait for it to "
-                                  "finish or stop it first")
+    assert res.output.strip() == (f"error: {tmp_path / 'runs' / 'sw'} is in use by another bnexp "
+                                  f"process (bnexp sweep, pid {os.getpid()} on "
+                                  f"{os.uname().nodename}); wait for it to finish or stop it first")
 
 
 def test_sigterm_cancels_and_the_next_run_resumes(tmp_path):
@@ -227,6 +247,15 @@ def test_sigterm_cancels_and_the_next_run_resumes(tmp_path):
             assert len(read(d / "metrics.csv")) == 7
     assert "completed" in statuses and set(statuses) <= {"completed", "running"}
     assert not list(sdir.rglob(".*.tmp"))
+    # The stopped sweep can be looked at: its summary is current, plot and report say so.
+    summary = {r["status"] for r in read(sdir / "summary.csv")}
+    assert "completed" in summary and summary <= {"completed", "running", "pending"}
+    res = invoke("plot", sdir, "--kind", "final", "--x", "train.lr", "--out", tmp_path / "p.png")
+    assert res.exit_code == 0, res.output
+    res = invoke("report", sdir, "--out", tmp_path / "r.md")
+    assert res.exit_code == 0, res.output
+    assert f"**Incomplete.** {statuses.count('completed')} of 8 runs finished" in (
+        tmp_path / "r.md").read_text()
     res = invoke("sweep", cfg, "--out", out, "-j", "2", "--no-plot")
     assert res.exit_code == 0
     assert f"{statuses.count('completed')} skipped" in res.output
@@ -258,9 +287,47 @@ def test_dask_executor_end_to_end(tmp_path):
     assert [r["final_test_loss"] for r in a] == [r["final_test_loss"] for r in b]
 
 
-def test_weight_scale_config_is_the_books_figure():
-    sw = sweep_mod.load(Path(__file__).parents[1] / "configs" / "weight_scale.yaml")
-    assert len(dict(sw.axes)["init.weight_scale"]) == 16 and sw.seeds == [0, 1, 2]
+def test_weight_scale_experiment_is_the_books_figure_with_the_books_settings():
+    """ch06/batch_norm_test.py and common/layers.py: eps 10e-7, running mean and
+    biased variance from 0 with momentum 0.9 (0.1 here), batches drawn with
+    replacement, float64 weights; 784-100x5-10, SGD lr 0.01, 1000 images."""
+    sw = sweep_mod.load(experiments.path("weight_scale"))
+    assert len(dict(sw.axes)["init.weight_scale"]) == 16 and len(sw.seeds) >= 5
     c = sw.points[0].config
     assert (c.model.hidden, c.model.activation, c.train.lr, c.train.batch_size, c.train.epochs,
             c.data.n_train) == ((100,) * 5, "relu", 0.01, 100, 20, 1000)
+    assert (c.norm.eps, c.norm.convention, c.norm.momentum, c.train.sampling,
+            c.train.dtype) == (1e-6, "book", 0.1, "replacement", "float64")
+
+
+def test_aggregate_rows_mean_sample_sd_interval_and_counts():
+    from bnexp.stats import t_quantile
+    from bnexp.sweep.summary import aggregate_rows
+
+    def row(norm, status, acc):
+        return {"model.norm": norm, "status": status, "final_train_acc": acc,
+                "final_test_acc": acc, "best_test_acc": acc, "final_train_loss": 1.0,
+                "final_test_loss": 1.0, "epochs": 2, "seconds": 1.0}
+
+    rows = [row("batch", "completed", 0.5), row("batch", "diverged", 0.7),
+            row("batch", "completed", 0.9), row("batch", "failed", ""),
+            row("none", "pending", ""), row("none", "completed", 0.2)]
+    batch, none = aggregate_rows(["model.norm"], rows)
+    assert (batch["n"], batch["n_diverged"], batch["n_failed"]) == (3, 1, 1)
+    assert batch["final_test_acc_mean"] == pytest.approx(0.7)
+    assert batch["final_test_acc_std"] == pytest.approx(0.2)  # ddof=1: sqrt(0.08 / 2)
+    half = t_quantile(0.975, 2) * 0.2 / 3 ** 0.5
+    assert (batch["final_test_acc_ci_lo"], batch["final_test_acc_ci_hi"]) == pytest.approx(
+        (0.7 - half, 0.7 + half))
+    assert (none["n"], none["n_diverged"], none["n_failed"]) == (1, 0, 0)
+    assert none["final_test_acc_std"] == 0.0 and none["final_test_acc_ci_lo"] == -float("inf")
+
+
+def test_aggregate_csv_counts_diverged_and_failed_runs(tmp_path, failing_seed):
+    cfg = write_cfg(tmp_path, {"train.lr": [0.1, 1e30]}, seeds=[0, 1, failing_seed],
+                    model={"hidden": [8, 8], "norm": "none"}, init={"weight_scale": 1.0})
+    invoke("sweep", cfg, "--out", tmp_path / "runs", "-j", "2", "--no-plot")
+    agg = {r["train.lr"]: r for r in read(tmp_path / "runs" / "sw" / "aggregate.csv")}
+    assert {k: (a["n"], a["n_diverged"], a["n_failed"]) for k, a in agg.items()} == {
+        "0.1": ("2", "0", "1"), "1e+30": ("2", "2", "1")}
+    assert agg["0.1"]["final_test_acc_ci_lo"] not in ("", "nan", "-inf")

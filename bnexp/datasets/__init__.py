@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..choices import DATASETS, IDX_DATASETS
-from . import idx, mnist5k, synthetic
-from .idx import DataError
+from . import download, idx, mnist5k, synthetic
+from .sources import DataError
 from .split import stratified_split
 
-__all__ = ["DataError", "Dataset", "check_available", "load_dataset"]
+__all__ = ["DataError", "Dataset", "check", "load_dataset", "split_sizes"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,50 @@ def _preprocess(x_train, x_test, how: str, dtype):
     return out
 
 
-def check_available(cfg) -> None:
-    """Fail early, with where bnexp looked, when a dataset's files are missing."""
+MNIST5K_TEST_DEFAULT = 1000  # mnist5k with n_test null keeps 1000 images for testing
+
+
+def split_sizes(cfg, fetch: bool = True) -> tuple[int, int] | None:
+    """(train, test) sizes the data config gives, checked against the data
+    itself; None when its files are not on this machine and ``fetch`` is off.
+    IDX files are located (downloaded with ``fetch``) and fully checked."""
+    if cfg.dataset == "mnist5k":
+        total = len(mnist5k.load_raw()[1])
+        n_test = cfg.n_test if cfg.n_test is not None else MNIST5K_TEST_DEFAULT
+        n_train = cfg.n_train if cfg.n_train is not None else total - n_test
+        if n_test >= total or n_train + n_test > total:
+            raise DataError(f"data.n_train: got {n_train}, expected n_train + n_test <= {total} "
+                            f"for mnist5k (n_test is {n_test})")
+        return n_train, n_test
+    if cfg.dataset == "synthetic":
+        return cfg.n_train, cfg.n_test
     if cfg.dataset in IDX_DATASETS:
-        idx.find_files(cfg.dataset, cfg.root)
+        if not fetch and idx.locate(cfg.dataset, cfg.root) is None:
+            return None
+        xtr, _, xte, _ = idx.load_raw(cfg.dataset, download.find_files(cfg.dataset, cfg.root))
+        for key, n, have, split in (("n_train", cfg.n_train, len(xtr), "training"),
+                                    ("n_test", cfg.n_test, len(xte), "test")):
+            if n is not None and n > have:
+                raise DataError(f"data.{key}: got {n}, expected at most {have} (the "
+                                f"{split} split of {cfg.dataset})")
+        return (cfg.n_train or len(xtr), cfg.n_test or len(xte))
+    raise DataError(f"data.dataset: got {cfg.dataset!r}, expected one of {', '.join(DATASETS)}")
+
+
+def check(cfg, fetch: bool = True) -> str | None:
+    """Check a run's data before anything is written: the files (found,
+    downloaded with ``fetch``, readable, what they claim), the split sizes,
+    and a batch that fits in the training split. Returns a note when the data
+    is not here and ``fetch`` is off (it will be downloaded when the run starts)."""
+    sizes = split_sizes(cfg.data, fetch)
+    if sizes is None:
+        return (f"{cfg.data.dataset}: not on this machine yet; the first run downloads it "
+                f"(or: bnexp data download {cfg.data.dataset})")
+    n_train = sizes[0]
+    if cfg.train.batch_size > n_train:
+        raise DataError(f"train.batch_size: got {cfg.train.batch_size}, expected at most the "
+                        f"{n_train} training samples")
+    return None
 
 
 def load_dataset(cfg, rng: np.random.Generator, dtype=np.float32) -> Dataset:
@@ -74,10 +114,7 @@ def load_dataset(cfg, rng: np.random.Generator, dtype=np.float32) -> Dataset:
     name = cfg.dataset
     if name == "mnist5k":
         x, y = mnist5k.load_raw()
-        n_test = cfg.n_test if cfg.n_test is not None else 1000
-        n_train = cfg.n_train if cfg.n_train is not None else len(y) - n_test
-        if n_train + n_test > len(y):
-            raise DataError(f"data.n_train: got {n_train}, expected n_train + n_test <= {len(y)}")
+        n_train, n_test = split_sizes(cfg)
         tr, te = stratified_split(y, [n_train, n_test], rng)
         xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
         classes = 10
@@ -86,7 +123,7 @@ def load_dataset(cfg, rng: np.random.Generator, dtype=np.float32) -> Dataset:
         xtr, ytr, xte, yte = x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
         classes = cfg.classes
     elif name in IDX_DATASETS:
-        xtr, ytr, xte, yte = idx.load_raw(name, cfg.root)
+        xtr, ytr, xte, yte = idx.load_raw(name, download.find_files(name, cfg.root))
         xtr, ytr = _subset(xtr, ytr, cfg.n_train, rng, "n_train")
         xte, yte = _subset(xte, yte, cfg.n_test, rng, "n_test")
         classes = 10

@@ -19,55 +19,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .idx import FILES, DataError
+from .idx import locate, search_dirs
+from .sources import CHUNK, FILES, MD5, MIRRORS, SHA256_RAW, DataError, cache_dir, file_md5
 
-MIRRORS = {
-    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/"],
-    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
-}
-# Published MD5 of each official .gz.
-MD5 = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    },
-}
-# SHA-256 of the decompressed bytes, where known (from Debian's dataset-fashion-mnist).
-SHA256_RAW = {
-    "fashion-mnist": {
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
-}
+__all__ = ["MD5", "MIRRORS", "SHA256_RAW", "cache_dir", "download", "file_md5", "find_files"]
+
 TIMEOUT = 30.0  # seconds without data before a connection is given up
 RETRIES = 3  # attempts per mirror for transient errors
-CHUNK = 1 << 16
-
-
-def cache_dir(name: str | None = None) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    root = Path(base) / "bnexp"
-    return root / name if name else root
-
-
-def file_md5(path: Path) -> str:
-    """MD5 of a file, read in chunks."""
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_offline(exc: BaseException) -> bool:
@@ -123,7 +81,24 @@ def download(name: str, dest: Path | None = None, *, mirrors: list[str] | None =
     md5 = MD5[name] if md5 is None else md5
     timeout = TIMEOUT if timeout is None else timeout
     retries = RETRIES if retries is None else retries
-    dest.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (dest, *dest.parents) if not p.exists()]
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{dest}: cannot create the folder ({exc.strerror or exc})") from None
+    try:
+        _fetch_all(name, dest, mirrors, md5, timeout, retries, progress)
+    except BaseException:
+        for folder in created:  # leave no empty folder behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    return dest
+
+
+def _fetch_all(name, dest, mirrors, md5, timeout, retries, progress) -> None:
     for stem in FILES.values():
         filename = f"{stem}.gz"
         target = dest / filename
@@ -163,17 +138,39 @@ def download(name: str, dest: Path | None = None, *, mirrors: list[str] | None =
                     "data.root / $BNEXP_DATA to their folder")
             raise DataError(f"{name}: could not download {filename} from any mirror: "
                             + "; ".join(failures))
-    return dest
 
 
-def verify_raw(name: str, stem: str, raw: bytes, path: Path) -> bool:
-    """Check decompressed bytes against the known SHA-256; True if checked, False
-    if none is known; raise DataError on a mismatch."""
-    known = SHA256_RAW.get(name, {}).get(stem)
-    if known is None:
-        return False
-    got = hashlib.sha256(raw).hexdigest()
-    if got != known:
-        raise DataError(f"{path}: SHA-256 of the decompressed data is {got}, expected {known} "
-                        f"for {name}; the file is corrupt or not {name}")
-    return True
+def verified_copy(name: str, root: str | None = None) -> Path | None:
+    """The folder of a local copy of ``name`` that reads and checks (by SHA-256
+    where known), or None."""
+    from .idx import load_raw
+
+    found = locate(name, root)
+    if found is None:
+        return None
+    try:
+        load_raw(name, found)
+    except DataError:
+        return None
+    return next(iter(found.values())).parent
+
+
+def find_files(name: str, root: str | None, fetch: bool = True) -> dict[str, Path]:
+    """Locate the four files, downloading them into the cache if no folder has them."""
+    found = locate(name, root)
+    if found is not None:
+        return found
+    looked = ", ".join(str(d) for d in search_dirs(name, root))
+    if not fetch:
+        raise DataError(
+            f"{name}: the four IDX files ({', '.join(s + '.gz' for s in FILES.values())}) "
+            f"were not found; looked in: {looked}. Put them in a directory and set data.root "
+            f"or $BNEXP_DATA to it, or run: bnexp data download {name}")
+    try:
+        download(name)
+    except DataError as exc:
+        raise DataError(f"{exc} (no local copy in: {looked})") from None
+    found = locate(name, root)
+    if found is None:  # pragma: no cover - download() raises when it cannot deliver
+        raise DataError(f"{name}: download finished but the files are missing; looked in: {looked}")
+    return found

@@ -4,7 +4,7 @@ Files are looked for, in order, in ``data.root``, ``$BNEXP_DATA`` (each as
 given and with the dataset's name appended), known system directories
 (Debian's ``dataset-fashion-mnist`` package) and the bnexp cache
 (``$XDG_CACHE_HOME/bnexp/NAME`` or ``~/.cache/bnexp/NAME``); if none holds
-them they are downloaded into the cache (``download``).
+them, ``download.find_files`` downloads them into the cache.
 
 Memory: the 60,000 x 784 training images are read as 47 MB of bytes (no copy
 into NumPy) and converted once to float32 (188 MB); with the test split, a
@@ -13,26 +13,14 @@ full-size load peaks near 280 MB.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from pathlib import Path
 
 import numpy as np
 
-FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-SYSTEM_DIRS = {
-    "mnist": [Path("/usr/share/datasets/mnist")],
-    "fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
-}
-
-
-class DataError(Exception):
-    """A dataset could not be found or read; the message says why and where."""
+from .sources import FILES, SYSTEM_DIRS, DataError, cache_dir, verify_raw
 
 
 def search_dirs(name: str, root: str | None) -> list[Path]:
@@ -41,8 +29,6 @@ def search_dirs(name: str, root: str | None) -> list[Path]:
         if base:
             dirs += [Path(base).expanduser(), Path(base).expanduser() / name]
     dirs += SYSTEM_DIRS.get(name, [])
-    from .download import cache_dir
-
     dirs.append(cache_dir(name))
     return dirs
 
@@ -61,29 +47,6 @@ def locate(name: str, root: str | None) -> dict[str, Path] | None:
     return None
 
 
-def find_files(name: str, root: str | None, download: bool = True) -> dict[str, Path]:
-    """Locate the four files, downloading them into the cache if no folder has them."""
-    found = locate(name, root)
-    if found is not None:
-        return found
-    looked = ", ".join(str(d) for d in search_dirs(name, root))
-    if not download:
-        raise DataError(
-            f"{name}: the four IDX files ({', '.join(s + '.gz' for s in FILES.values())}) "
-            f"were not found; looked in: {looked}. Put them in a directory and set data.root "
-            f"or $BNEXP_DATA to it, or run: bnexp data download {name}")
-    from .download import download as fetch
-
-    try:
-        fetch(name)
-    except DataError as exc:
-        raise DataError(f"{exc} (no local copy in: {looked})") from None
-    found = locate(name, root)
-    if found is None:  # pragma: no cover - download() raises when it cannot deliver
-        raise DataError(f"{name}: download finished but the files are missing; looked in: {looked}")
-    return found
-
-
 def read_idx(path: Path, name: str | None = None) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (magic 0x0000080N, N dims); with
     ``name``, also check the decompressed bytes' SHA-256 where it is known."""
@@ -94,8 +57,6 @@ def read_idx(path: Path, name: str | None = None) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if name is not None:
-        from .download import verify_raw
-
         verify_raw(name, path.name.removesuffix(".gz"), data, path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
@@ -111,14 +72,35 @@ def read_idx(path: Path, name: str | None = None) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def load_raw(name: str, root: str | None):
-    """(train_x (60000, 784) uint8, train_y, test_x (10000, 784), test_y)."""
-    paths = find_files(name, root)
+CLASSES = 10  # MNIST and Fashion-MNIST labels are 0..9
+
+
+def load_raw(name: str, paths: dict[str, Path]):
+    """(train_x (60000, 784) uint8, train_y, test_x (10000, 784), test_y) from
+    the four located files, each checked: IDX structure, SHA-256 where known,
+    28x28 images, as many labels as images, labels 0..9. Read once per process
+    for unchanged files (checking a config's data before a run, then loading
+    it, reads the files once)."""
+    stamp = tuple((key, str(p), p.stat().st_mtime_ns, p.stat().st_size)
+                  for key, p in sorted(paths.items()))
+    return _load_checked(name, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_checked(name: str, stamp: tuple):
+    paths = {key: Path(p) for key, p, _, _ in stamp}
     arrays = {key: read_idx(p, name) for key, p in paths.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"{name}: {split} images {x.shape} and labels {y.shape} do not match")
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DataError(f"{paths[f'{split}_images']}: images of shape {x.shape[1:]}, "
+                            f"expected 28x28 ({name})")
+        if y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{name}: {len(x)} {split} images but {y.shape} labels in "
+                            f"{paths[f'{split}_labels']}; the files do not belong together")
+        if len(y) and int(y.max()) >= CLASSES:
+            raise DataError(f"{paths[f'{split}_labels']}: labels from {int(y.min())} to "
+                            f"{int(y.max())}, expected 0 to {CLASSES - 1} ({name})")
     return (arrays["train_images"].reshape(len(arrays["train_images"]), -1),
             arrays["train_labels"],
             arrays["test_images"].reshape(len(arrays["test_images"]), -1),
@@ -129,7 +111,7 @@ def inventory(root: str | None = None) -> list[dict]:
     """What is on disk for each full-size dataset: one row per file with its
     folder, size and check (MD5 of the .gz or SHA-256 of the content where
     known, else the IDX structure)."""
-    from .download import MD5, SHA256_RAW, file_md5
+    from .sources import MD5, SHA256_RAW, file_md5
 
     rows = []
     for name in SYSTEM_DIRS:

@@ -17,6 +17,8 @@ if you need to keep them. No argument array is ever modified in place.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..choices import CONVENTIONS
@@ -69,6 +71,14 @@ class Layer:
 
     def _make_work(self, x: np.ndarray):
         raise NotImplementedError
+
+    def replica(self) -> Layer:
+        """A layer sharing this one's params and buffers (the same arrays) but
+        with its own work arrays and caches, for evaluating in another thread.
+        Eval mode only: a replica's training would update shared arrays."""
+        twin = copy.copy(self)
+        twin._work = {}
+        return twin
 
     def _need_cache(self, name: str):
         value = getattr(self, name, None)

@@ -3,6 +3,7 @@ forward-to-logits, loss-and-backward, predict and per-layer records."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .layers import (
 )
 from .loss import SoftmaxCrossEntropy
 
+EVAL_CHUNK = 2048  # samples per evaluation chunk: fixed, so results do not depend on threads
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
 
 
@@ -105,14 +107,51 @@ class MLP:
             self.backward(self.loss.backward())
         return loss
 
-    def evaluate(self, x: np.ndarray, labels: np.ndarray, chunk: int = 2048) -> tuple[float, float]:
-        """Mean loss and accuracy in eval mode, in chunks to bound memory."""
-        total, correct = 0.0, 0
-        for i in range(0, len(x), chunk):
+    def replica(self) -> MLP:
+        """A model sharing this one's parameters and buffers but with its own
+        work arrays, loss and records: evaluation in another thread."""
+        twin = copy.copy(self)
+        twin.layers = [layer.replica() for layer in self.layers]
+        twin.loss = SoftmaxCrossEntropy()
+        twin.records = []
+        return twin
+
+    def _evaluate_chunks(self, x: np.ndarray, labels: np.ndarray, starts: list[int],
+                         chunk: int) -> list[tuple[float, int]]:
+        out = []
+        for i in starts:
             xb, yb = x[i : i + chunk], labels[i : i + chunk]
             logits = self.forward(xb, train=False)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-            total += self.loss.forward(logits, yb) * len(xb)
+            out.append((self.loss.forward(logits, yb) * len(xb),
+                        int(np.count_nonzero(logits.argmax(axis=1) == yb))))
+        return out
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, chunk: int = EVAL_CHUNK,
+                 threads: int = 1) -> tuple[float, float]:
+        """Mean loss and accuracy in eval mode, in chunks of ``chunk`` samples
+        (bounding memory). With ``threads`` > 1 the chunks are shared among
+        threads, each with its own replica of the model; the chunk boundaries
+        and the order in which their sums are added do not depend on
+        ``threads``, so neither does the result (a row's product depends on
+        how many rows share the BLAS call, so the boundaries must be fixed)."""
+        starts = list(range(0, len(x), chunk))
+        threads = max(1, min(threads, len(starts)))
+        if threads == 1:
+            parts = self._evaluate_chunks(x, labels, starts, chunk)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            models = [self] + [self.replica() for _ in range(threads - 1)]
+            shares = [starts[k::threads] for k in range(threads)]
+            with ThreadPoolExecutor(threads) as pool:
+                done = list(pool.map(lambda mk: mk[0]._evaluate_chunks(x, labels, mk[1], chunk),
+                                     zip(models, shares)))
+            by_start = {s: part for share, res in zip(shares, done) for s, part in zip(share, res)}
+            parts = [by_start[s] for s in starts]
+        total, correct = 0.0, 0
+        for loss_sum, hits in parts:
+            total += loss_sum
+            correct += hits
         n = len(x)
         return total / n, correct / n
 

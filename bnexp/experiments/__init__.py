@@ -1,0 +1,50 @@
+"""The ready experiments, installed with bnexp as YAML files: ``bnexp list``
+shows them, ``bnexp init NAME`` copies one out to edit, and ``bnexp sweep
+NAME`` / ``bnexp train NAME`` run one by name."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+class NotFound(Exception):
+    """Neither a file nor a shipped experiment; the message lists what is shipped."""
+
+
+def folder() -> Path:
+    return Path(str(resources.files(__package__)))
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in folder().glob("*.yaml"))
+
+
+def path(name: str) -> Path:
+    return folder() / f"{name}.yaml"
+
+
+def describe(name: str) -> str:
+    """The first line of the experiment's opening comment."""
+    for line in path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def resolve(arg: str) -> Path:
+    """A config argument: an existing file, else a shipped experiment's name
+    (``weight_scale`` or ``weight_scale.yaml``)."""
+    given = Path(arg)
+    if given.exists():
+        return given
+    stem = given.name.removesuffix(".yaml").removesuffix(".yml")
+    if stem in names() and (given.parent == Path(".") or given.parent.name == "configs"):
+        return path(stem)
+    hint = ""
+    if stem in names():
+        hint = f"; the shipped experiment is `{stem}`"
+    raise NotFound(f"{arg}: no such file, and no shipped experiment of that name{hint} "
+                   f"(shipped: {', '.join(names())}; `bnexp list` describes them)")

@@ -1,0 +1,144 @@
+"""One run: train a config, draw its curves, and write its folder through
+``store``. ``bnexp train`` calls ``execute``; sweep workers call ``compute``
+and send the payload back to the parent, which writes it.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import store
+from .config import Config, dump
+
+
+class RunFailed(Exception):
+    """The run raised; its traceback is in run.json."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_info(cfg: Config, command: list[str] | None, argv: list[str] | None = None) -> dict:
+    """The ``run.json`` fields known before a run starts: ``command`` reruns
+    the run from its own config.yaml; ``argv`` is what was typed, if anything."""
+    from .provenance import facts
+
+    info = {"status": "running", "name": cfg.name, "seed": cfg.seed, "started": now(),
+            "ended": None, "seconds": None, "command": list(command or [])}
+    if argv:
+        info["argv"] = list(argv)
+    info["provenance"] = facts()
+    return info
+
+
+def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
+            command: list[str] | None = None, argv: list[str] | None = None,
+            threads: int = 1) -> dict:
+    """Run ``cfg`` and return everything its folder will hold, as plain data
+    (picklable: sweep workers send it back to the parent, which writes it).
+
+    Training runs with BLAS pinned to one thread (``provenance``), so the
+    numbers do not depend on the process or machine settings it runs under;
+    ``threads`` evaluation threads do not change them either. An exception
+    inside the run is caught and returned as status ``failed`` with its
+    traceback; an interrupt propagates.
+    """
+    from . import train as train_mod
+    from .provenance import blas, one_blas_thread
+
+    info = run_info(cfg, command, argv)
+    t0 = time.perf_counter()
+    payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
+    try:
+        with one_blas_thread():
+            info["provenance"]["blas"] = blas()  # as the run sees it: one thread
+            result = train_mod.train(cfg, on_eval=on_eval, threads=threads)
+    except store.StoreError:
+        raise  # a folder that cannot be written (a full disk): the caller's problem, not the run's
+    except Exception as exc:
+        info.update(status="failed", ended=now(), seconds=round(time.perf_counter() - t0, 3),
+                    error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        return payload
+    final = result.metrics[-1]
+    info.update(
+        status=result.status, ended=now(), seconds=round(time.perf_counter() - t0, 3),
+        diverged_at=result.diverged_at,
+        final={k: final[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")},
+        best_test_acc=max(r["test_acc"] for r in result.metrics),
+    )
+    payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps)
+    if plot:
+        from .plot import curves_figure, figure_bytes
+
+        payload["curves"] = figure_bytes(curves_figure(result.metrics, info), "png")
+    return payload
+
+
+def write(run_dir: Path, cfg: Config, payload: dict) -> None:
+    """Write a computed run into ``run_dir``."""
+    store.write_run(run_dir, dump(cfg), payload)
+
+
+def mark(run_dir: Path, cfg: Config, status: str, command: list[str] | None = None,
+         argv: list[str] | None = None) -> None:
+    """Write config.yaml and a provisional run.json (status ``running``); a run
+    left so (killed) is rerun by the next sweep."""
+    info = run_info(cfg, command, argv)
+    info["status"] = status
+    store.atomic_write(Path(run_dir) / "config.yaml", dump(cfg))
+    store.write_json(Path(run_dir) / "run.json", info)
+
+
+def reproduce_command(cfg: Config, run_dir: Path) -> list[str]:
+    """The command that reruns this run from its own saved config, into the
+    same folder (``bnexp verify RUN`` reruns it without touching the folder)."""
+    run_dir = Path(run_dir)
+    return ["bnexp", "train", str(run_dir / "config.yaml"), "--out", str(run_dir.parent),
+            "--force"]
+
+
+def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
+            argv: list[str] | None = None, plot: bool = True,
+            on_eval: Callable | None = None, threads: int = 1) -> dict:
+    """``bnexp train``: run ``cfg`` into ``run_dir``, saving metrics.csv after
+    every evaluation, and return the ``run.json`` contents. Raises RunFailed
+    (after recording it) when the run raised; a diverged run is a result."""
+    from .datasets import check
+
+    run_dir = Path(run_dir)
+    check(cfg)  # the data and its sizes, before anything is written
+    store.prepare_run_dir(run_dir, force)
+    command = reproduce_command(cfg, run_dir)
+    mark(run_dir, cfg, "running", command, argv)
+
+    def save_metrics(row, result):
+        store.write_metrics(run_dir, result.metrics)
+        if on_eval:
+            on_eval(row, result)
+
+    try:
+        payload = compute(cfg, plot=plot, on_eval=save_metrics, command=command, argv=argv,
+                          threads=threads)
+    except KeyboardInterrupt:
+        info = run_info(cfg, command, argv)
+        info.update(status="interrupted", ended=now())
+        store.write_json(run_dir / "run.json", info)
+        raise
+    write(run_dir, cfg, payload)
+    info = payload["info"]
+    if info["status"] == "failed":
+        raise RunFailed(f"{info['error']} (traceback in {run_dir / 'run.json'})")
+    return info
+
+
+def run_point(config_dict: dict, plot: bool) -> dict:
+    """Worker side of a sweep: compute one run and return its payload (plain
+    data). The parent fills in the command that reproduces it."""
+    from .config import from_dict
+
+    return compute(from_dict(config_dict), plot=plot, command=[])

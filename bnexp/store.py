@@ -1,0 +1,458 @@
+"""Run and sweep folders on disk: atomic writes, the folder lock, and the one
+reader of a sweep folder that plots, reports, claims and summaries share.
+
+    <run_dir>/config.yaml       the resolved config (loading it reproduces the run)
+    <run_dir>/metrics.csv       one row per evaluation (METRIC_COLUMNS)
+    <run_dir>/diagnostics.csv   activation percentiles / gradient norms, when enabled
+    <run_dir>/steps.csv         per-step training loss, when enabled
+    <run_dir>/run.json          status, times, provenance, command, error
+    <run_dir>/curves.png        accuracy and loss against epoch
+
+    <sweep_dir>/sweep.yaml      the sweep as resolved: config, grid, seeds, report, command
+    <sweep_dir>/<run_id>/       one run folder per point
+    <sweep_dir>/summary.csv     one row per run (kept current while the sweep runs)
+    <sweep_dir>/aggregate.csv   one row per grid point: mean, sd, 95% interval, n
+
+Every file is written to a temporary name in its folder and renamed, so an
+interrupted write never leaves a half-written file; a later writer in the same
+folder removes temporary files left by a killed one. Storage only: nothing
+here trains, draws or decides what a run is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import functools
+import io
+import json
+import os
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import values as V
+
+METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "elapsed"]
+DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "std",
+                      "unit_p15", "unit_p50", "unit_p85", "grad_norm"]
+STEP_COLUMNS = ["step", "epoch", "loss"]
+RUN_FILES = ("config.yaml", "metrics.csv", "diagnostics.csv", "steps.csv", "run.json",
+             "curves.png")
+FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
+STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
+TMP_SUFFIX = ".tmp"
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+class StoreError(Exception):
+    """A folder or file that cannot be written or read as bnexp wrote it; one line."""
+
+
+class RunExistsError(StoreError):
+    pass
+
+
+def _os_problem(exc: OSError, path: Path, verb: str) -> StoreError:
+    """One line for a failed write or read, naming the path and the cause."""
+    if exc.errno == errno.ENOTDIR or (exc.errno == errno.EEXIST and not Path(path).is_dir()):
+        parent = next((p for p in [Path(path), *Path(path).parents] if p.exists()
+                       and not p.is_dir()), None)
+        if parent is not None:
+            return StoreError(f"cannot {verb} {path}: {parent} is a file, not a folder")
+    return StoreError(f"cannot {verb} {path}: {exc.strerror or exc}")
+
+
+def ensure_dir(path: Path) -> Path:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _os_problem(exc, path, "create folder") from None
+    return Path(path)
+
+
+_DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
+                  if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends. A handler that
+    raises (Ctrl-C's, or a sweep's SIGTERM) could otherwise stop a write between
+    creating its temporary file and renaming or removing it; held, the signal
+    arrives just after, when the write is whole."""
+    if not _DEFERRED or not hasattr(signal, "pthread_sigmask") or (
+            threading.current_thread() is not threading.main_thread()):
+        yield  # Python runs signal handlers in the main thread only
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a
+    rename. On any failure (a full disk, say) the old file is left as it was;
+    a signal that arrives meanwhile takes effect once the write is whole."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    with _signals_deferred():
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX,
+                                       dir=path.parent)
+        except OSError as exc:
+            raise _os_problem(exc, path, "write") from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode() if isinstance(data, str) else data)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+            os.replace(tmp, path)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _os_problem(exc, path, "write") from None
+            raise
+
+
+def remove_stale_temp(folder: Path, recursive: bool = False) -> list[Path]:
+    """Remove temporary files that a killed writer left (``.NAME.xxxx.tmp``).
+    Call only while holding the folder (its lock, or as its only writer)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".*{TMP_SUFFIX}"
+    found = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    for p in found:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    return found
+
+
+# --- tables ------------------------------------------------------------------------
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row[k]) for k in columns})
+    return buf.getvalue()
+
+
+def _fmt(v):
+    if hasattr(v, "item"):  # a numpy scalar
+        v = v.item()
+    if isinstance(v, float):
+        return repr(v)  # shortest exact round trip
+    return v
+
+
+def read_csv(path: Path, columns: list[str] | tuple[str, ...] = (), parse: bool = True
+             ) -> list[dict]:
+    """Rows of a CSV file bnexp wrote, numbers parsed back (``repr`` floats
+    round-trip exactly). A missing column or a row with the wrong number of
+    fields (a truncated or edited file) is one StoreError line."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise StoreError(f"{path}: empty file (expected a header line)")
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise StoreError(f"{path}: missing column(s) {', '.join(missing)} "
+                                 "(damaged, or written by another program)")
+            rows = []
+            for cells in reader:
+                if len(cells) != len(header):
+                    raise StoreError(f"{path}: line {reader.line_num} has {len(cells)} fields, "
+                                     f"expected {len(header)} (truncated or damaged file)")
+                rows.append({k: (_parse(v) if parse else v) for k, v in zip(header, cells)})
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise StoreError(f"{path}: not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise _os_problem(exc, path, "read") from None
+    return rows
+
+
+def _parse(v: str):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object, or None where there is none (missing, damaged or not an object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2))
+
+
+def final_values(info: dict) -> dict[str, float | int | None]:
+    """A run.json's summary metrics (choices.SUMMARY_METRICS): its final
+    evaluation, best test accuracy and seconds; None where it has none."""
+    final = info.get("final") or {}
+    return {"final_train_acc": final.get("train_acc"), "final_test_acc": final.get("test_acc"),
+            "best_test_acc": info.get("best_test_acc"),
+            "final_train_loss": final.get("train_loss"),
+            "final_test_loss": final.get("test_loss"), "epochs": final.get("epoch"),
+            "seconds": info.get("seconds")}
+
+
+def run_status(run_dir: Path) -> str | None:
+    """The status in ``run.json``, or None where there is no readable run."""
+    info = read_json(Path(run_dir) / "run.json")
+    return info.get("status") if info else None
+
+
+# --- run folders -------------------------------------------------------------------
+
+def prepare_run_dir(run_dir: Path, force: bool) -> None:
+    """Refuse to overwrite an existing run unless ``force``; with it, remove
+    the old run's files (and nothing else)."""
+    run_dir = Path(run_dir)
+    if run_status(run_dir) is not None or (run_dir / "metrics.csv").exists():
+        if not force:
+            raise RunExistsError(f"{run_dir} already holds a run; pass --force to overwrite it "
+                                 "or choose another name (--set name=...)")
+        for name in RUN_FILES:
+            try:
+                (run_dir / name).unlink(missing_ok=True)
+            except OSError as exc:
+                raise _os_problem(exc, run_dir / name, "remove") from None
+    ensure_dir(run_dir)
+    remove_stale_temp(run_dir)
+
+
+def write_run(run_dir: Path, config_text: str, payload: dict) -> None:
+    """Write a computed run (``runner.compute``'s payload) into ``run_dir``;
+    ``run.json`` goes last: it marks the run done."""
+    run_dir = Path(run_dir)
+    info = payload["info"]
+    atomic_write(run_dir / "config.yaml", config_text)
+    if payload["metrics"]:
+        atomic_write(run_dir / "metrics.csv", csv_text(payload["metrics"], METRIC_COLUMNS))
+    if payload.get("diagnostics") and info["status"] != "failed":
+        atomic_write(run_dir / "diagnostics.csv",
+                     csv_text(payload["diagnostics"], DIAGNOSTIC_COLUMNS))
+    if payload.get("steps") and info["status"] != "failed":
+        atomic_write(run_dir / "steps.csv", csv_text(payload["steps"], STEP_COLUMNS))
+    if payload.get("curves"):
+        atomic_write(run_dir / "curves.png", payload["curves"])
+    write_json(run_dir / "run.json", info)
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    atomic_write(Path(run_dir) / "metrics.csv", csv_text(rows, METRIC_COLUMNS))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return read_csv(Path(run_dir) / "metrics.csv", METRIC_COLUMNS)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return (Path(path) / "sweep.yaml").is_file()
+
+
+# --- the folder lock ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def lock(folder: Path, holder: str):
+    """Hold ``folder`` for one bnexp process (a sweep, or a train into one of a
+    sweep's runs): a second one is refused, not queued. ``holder`` names the
+    process in the refusal (``sweep``, ``train``)."""
+    folder = ensure_dir(folder)
+    path = folder / ".lock"
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise _os_problem(exc, path, "write") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        fcntl = None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            other = fh.read().strip() or "another process"
+            fh.close()
+            raise StoreError(f"{folder} is in use by another bnexp process ({other}); wait "
+                             "for it to finish or stop it first") from None
+    fh.seek(0)
+    fh.truncate()
+    node = os.uname().nodename if hasattr(os, "uname") else "?"
+    fh.write(f"bnexp {holder}, pid {os.getpid()} on {node}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+# --- the sweep-folder reader -------------------------------------------------------
+
+def safe_component(name: Any) -> bool:
+    """A name that is one folder inside its parent: not empty, no separator,
+    no NUL, not '.' or '..', not hidden, at most 255 bytes."""
+    return (isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name
+            and "\0" not in name and not name.startswith(".")
+            and len(name.encode("utf-8", "surrogatepass")) <= 255)
+
+
+@dataclass
+class RunRecord:
+    """One run of a sweep, as its folder holds it."""
+
+    run_id: str
+    path: Path
+    values: dict[str, Any]  # swept key -> value, as in the grid
+    seed: int
+    info: dict  # run.json ({} before the run started)
+    _metrics: list[dict] | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def labels(self) -> dict[str, str]:
+        """Swept key -> the value's label (``values.label``), as figures show it."""
+        return {k: V.label(v) for k, v in self.values.items()}
+
+    @property
+    def status(self) -> str:
+        return self.info.get("status") or "pending"
+
+    @property
+    def metrics(self) -> list[dict]:
+        """metrics.csv's rows ([] where the run has none yet)."""
+        if self._metrics is None:
+            f = self.path / "metrics.csv"
+            self._metrics = read_metrics(self.path) if f.is_file() else []
+        return self._metrics
+
+
+@dataclass
+class SweepFolder:
+    """What a sweep folder holds, read once and checked."""
+
+    path: Path
+    config: dict  # the resolved base config
+    axes: list[tuple[str, list]]  # (dotted key, values), grid keys then zipped keys
+    zipped: tuple[str, ...]
+    seeds: list[int]
+    report: dict | None
+    command: list[str] | None
+    runs: list[RunRecord]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for r in self.runs:
+            out[r.status] = out.get(r.status, 0) + 1
+        return {k: v for k, v in out.items() if v}
+
+    def axis(self, key: str) -> list:
+        for k, vals in self.axes:
+            if k == key:
+                return vals
+        raise KeyError(key)
+
+
+def _sweep_yaml_problem(path: Path, what: str) -> StoreError:
+    return StoreError(f"{path}: {what} (the file is damaged or was edited; run the sweep's "
+                      "`bnexp sweep` command again to rewrite it)")
+
+
+def read_sweep_yaml(sweep_dir: Path) -> dict:
+    """sweep.yaml as a checked mapping: config, sweep (grid, zip, seeds), report, command."""
+    from .yamlio import YamlError, read_yaml
+
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / "sweep.yaml"
+    if not sweep_dir.is_dir():
+        raise StoreError(f"{sweep_dir}: no such folder")
+    if not path.is_file():
+        raise StoreError(f"{sweep_dir}: not a sweep folder (no sweep.yaml)")
+    try:
+        data = read_yaml(path)
+    except YamlError as exc:
+        raise StoreError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise _sweep_yaml_problem(path, "expected a mapping with config and sweep")
+    section = data.get("sweep")
+    if not isinstance(section, dict):
+        raise _sweep_yaml_problem(path, "sweep: expected a mapping with grid and seeds")
+    for key in ("grid", "zip"):
+        part = section.get(key) or {}
+        if not isinstance(part, dict) or not all(isinstance(v, list) and v for v in part.values()):
+            raise _sweep_yaml_problem(path, f"sweep.{key}: expected a mapping of keys to "
+                                      "value lists")
+    seeds = section.get("seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        raise _sweep_yaml_problem(path, "sweep.seeds: expected a list of integers")
+    for key, kind in (("config", dict), ("report", dict), ("command", list)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise _sweep_yaml_problem(path, f"{key}: expected a {kind.__name__}")
+    return data
+
+
+def open_sweep(sweep_dir: str | Path) -> SweepFolder:
+    """Read a sweep folder: sweep.yaml, summary.csv (which runs exist) and each
+    run's run.json (their status). Run ids are confined to the folder."""
+    sweep_dir = Path(sweep_dir)
+    data = read_sweep_yaml(sweep_dir)
+    section = data["sweep"]
+    grid, zipped = section.get("grid") or {}, section.get("zip") or {}
+    axes = [(str(k), list(v)) for k, v in {**grid, **zipped}.items()]
+    keys = [k for k, _ in axes]
+    summary = sweep_dir / "summary.csv"
+    if not summary.is_file():
+        raise StoreError(f"{sweep_dir}: no summary.csv yet: the sweep has not started its first "
+                         "run (run its `bnexp sweep` command)")
+    rows = read_csv(summary, ["run_id", *keys, "seed", "status"], parse=False)
+    runs = []
+    for i, row in enumerate(rows, start=2):
+        rid = row["run_id"]
+        if not safe_component(rid):
+            raise StoreError(f"{summary}: line {i}: run_id {rid!r} is not a folder name inside "
+                             "the sweep (damaged or edited file)")
+        vals = {}
+        for key, axis in axes:
+            hit = [v for v in axis if V.label(v) == V.label(V.from_text(row[key]))]
+            if not hit:
+                raise StoreError(f"{summary}: line {i}: {key}={row[key]} is not a value of the "
+                                 "sweep's grid (damaged or edited file)")
+            vals[key] = hit[0]
+        try:
+            seed = int(row["seed"])
+        except ValueError:
+            raise StoreError(f"{summary}: line {i}: seed {row['seed']!r} is not an "
+                             "integer") from None
+        run_dir = sweep_dir / rid
+        info = read_json(run_dir / "run.json") or {}
+        runs.append(RunRecord(rid, run_dir, vals, seed, info))
+    return SweepFolder(sweep_dir, data.get("config") or {}, axes, tuple(zipped),
+                       list(section.get("seeds", [])), data.get("report"), data.get("command"),
+                       runs)

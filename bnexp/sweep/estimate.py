@@ -1,0 +1,83 @@
+"""How long a sweep will take on this machine, for ``--dry-run``: a few real
+training steps and one evaluation chunk of each distinct model shape are
+timed on random inputs (no data is read), then multiplied out by each run's
+steps and evaluations, plus a fixed cost per run (process work, files, its
+figure), and shared among the workers."""
+
+from __future__ import annotations
+
+import time
+
+from .grid import Point
+
+PER_RUN = 0.25  # seconds of a run outside its steps and evaluations (measured: 0.2-0.3)
+TIMED_STEPS = 8
+STANDARD_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000)}
+
+
+def _costs(cfg) -> tuple[float, float]:
+    """(seconds per training step, seconds per evaluated sample) for ``cfg``'s model."""
+    import numpy as np
+
+    from ..engine import make_optimizer
+    from ..provenance import one_blas_thread
+    from ..train import build_model
+
+    dim = cfg.data.dim if cfg.data.dataset == "synthetic" else 784
+    classes = cfg.data.classes if cfg.data.dataset == "synthetic" else 10
+    rng = np.random.default_rng(0)
+    dtype = np.dtype(cfg.train.dtype)
+    model = build_model(cfg, dim, classes, rng)
+    opt = make_optimizer(cfg.train.optimizer, model.layers, cfg.train.lr)
+    B = cfg.train.batch_size
+    x = rng.random((B, dim)).astype(dtype)
+    y = rng.integers(0, classes, B)
+    xe = rng.random((1024, dim)).astype(dtype)
+    ye = rng.integers(0, classes, 1024)
+    with one_blas_thread(), np.errstate(all="ignore"):
+        model.loss_and_backward(x, y)  # warm: work arrays
+        t0 = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            model.loss_and_backward(x, y)
+            opt.step()
+        step = (time.perf_counter() - t0) / TIMED_STEPS
+        model.evaluate(xe, ye)
+        t0 = time.perf_counter()
+        model.evaluate(xe, ye)
+        per_sample = (time.perf_counter() - t0) / len(xe)
+    return step, per_sample
+
+
+def seconds(points: list[Point], workers: int) -> float:
+    """Estimated wall time of running ``points`` on ``workers`` processes."""
+    from ..datasets import DataError, split_sizes
+    from ..train import steps_per_epoch
+
+    cache: dict[tuple, tuple[float, float]] = {}
+    total = 0.0
+    for p in points:
+        cfg = p.config
+        key = (cfg.data.dataset, cfg.data.dim, cfg.data.classes, cfg.model, cfg.norm,
+               cfg.train.batch_size, cfg.train.dtype, cfg.train.optimizer)
+        if key not in cache:
+            cache[key] = _costs(cfg)
+        step, per_sample = cache[key]
+        try:
+            sizes = split_sizes(cfg.data, fetch=False)
+        except DataError:
+            sizes = None
+        n_train, n_test = sizes or STANDARD_SIZES.get(cfg.data.dataset, (1000, 1000))
+        steps = cfg.train.epochs * steps_per_epoch(cfg, n_train)
+        evals = cfg.train.epochs // cfg.eval.every + 1
+        total += PER_RUN + steps * step + evals * (n_train + n_test) * per_sample
+    return total / max(1, min(workers, len(points)))
+
+
+def human(seconds_: float) -> str:
+    """``about 1 min 10 s``."""
+    s = round(seconds_)
+    if s < 60:
+        return f"about {max(s, 1)} s"
+    if s < 3600:
+        return f"about {s // 60} min {s % 60:02d} s"
+    return f"about {s // 3600} h {(s % 3600) // 60:02d} min"

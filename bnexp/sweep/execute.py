@@ -1,0 +1,313 @@
+"""Running a sweep: the points not yet finished, in parallel (a spawn process
+pool, or a Dask cluster), resumably, one writer (the parent) for every file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .. import runner, store
+from ..provenance import BLAS_ENV
+from ..yamlio import dump_yaml
+from .grid import Point, Sweep, SweepError, build
+from .summary import Summary
+
+
+@dataclass
+class Outcome:
+    """What happened to each point in this invocation."""
+
+    done: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {k: len(getattr(self, k)) for k in ("done", "diverged", "failed", "skipped")}
+
+
+def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list[str]:
+    """Finished runs whose saved config differs from this sweep's: resuming
+    would silently mix two experiments."""
+    problems = []
+    for p in sweep.points:
+        if p.run_id in todo_ids:
+            continue
+        saved = sweep_dir / p.run_id / "config.yaml"
+        try:
+            old = yaml.safe_load(saved.read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        diffs = _differing_keys(p.config.to_dict(), old if isinstance(old, dict) else {})
+        if diffs:
+            problems.append(f"{saved.parent}: holds a run of a different config "
+                            f"({', '.join(diffs[:3])} differ); use --force to rerun it or "
+                            "give the sweep another name")
+    return problems
+
+
+def _differing_keys(new: dict, old: dict) -> list[str]:
+    """Dotted keys whose value differs between two configs (the name aside)."""
+    new, old = _flatten(new), _flatten(old)
+    return [k for k in new if k != "name" and old.get(k) != new[k]]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Dotted keys of a raw saved config (compared as saved: an old config that
+    no longer validates still shows as different)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_data(points: list[Point], fetch: bool = True) -> list[str]:
+    """Check every point's data and sizes (``datasets.check``); raise one
+    SweepError listing each distinct problem; return the notes (data that
+    will be downloaded, when ``fetch`` is off)."""
+    from ..datasets import DataError, check
+
+    problems: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for p in points:
+        try:
+            note = check(p.config, fetch)
+        except DataError as exc:
+            problems.setdefault(str(exc), []).append(p.run_id)
+            continue
+        if note and note not in notes:
+            notes.append(note)
+    if problems:
+        lines = [f"{msg} ({ids[0]}{f' and {len(ids) - 1} more' if len(ids) > 1 else ''})"
+                 for msg, ids in problems.items()]
+        raise SweepError("\n".join(lines))
+    return notes
+
+
+def plan(sweep: Sweep, sweep_dir: Path, force: bool, retry_failed: bool) -> list[Point]:
+    """The points to run now: all with ``force``; else those not finished
+    (failed ones only with ``retry_failed``). Reads, never writes."""
+    todo = []
+    for p in sweep.points:
+        status = store.run_status(sweep_dir / p.run_id)
+        if force or status not in (*store.FINISHED, "failed") or (
+                status == "failed" and retry_failed):
+            todo.append(p)
+    if not force:
+        problems = _config_conflicts(sweep, sweep_dir, {p.run_id for p in todo})
+        if problems:
+            raise SweepError("\n".join(problems[:10]))
+    return todo
+
+
+def _worker_init() -> None:
+    """Worker initializer: Ctrl-C is the parent's. (One BLAS thread: the
+    environment the parent sets below, and ``train`` pins it regardless.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_executor(kind: str, jobs: int | None, address: str | None):
+    """``(executor, close, width)``: a ``concurrent.futures`` executor (a spawn
+    process pool, or a Dask cluster's with the optional extra ``bnexp[dask]``),
+    a function that shuts it down, and how many runs to keep in flight (``jobs``,
+    else all local cores or all the cluster's worker threads)."""
+    if kind == "dask":
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SweepError('--executor dask needs Dask: pip install "bnexp[dask]"') from None
+        if not address:
+            raise SweepError("--executor dask needs --address tcp://HOST:PORT of a scheduler")
+        try:
+            client = Client(address, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SweepError(f"--address {address}: cannot reach a Dask scheduler "
+                             f"({exc})") from None
+        width = jobs or max(sum(client.nthreads().values()), 1)
+        return client.get_executor(pure=False), client.close, width
+    if kind != "local":
+        raise SweepError(f"--executor: got {kind!r}, expected local or dask")
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = {v: os.environ.get(v) for v in BLAS_ENV}
+    os.environ.update({v: "1" for v in BLAS_ENV})  # inherited by the spawned workers
+    jobs = jobs or os.cpu_count() or 1
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+
+    def close():
+        pool.shutdown(wait=True, cancel_futures=True)
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+    return pool, close, jobs
+
+
+def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bool = False,
+            retry_failed: bool = False, fail_fast: bool = False, plot: bool = True,
+            executor: str = "local", address: str | None = None,
+            command: list[str] | None = None,
+            progress: Callable[[str, dict, Outcome], None] | None = None
+            ) -> tuple[Path, Outcome]:
+    """Run every point of ``sweep`` not yet finished into ``out/<name>/`` and
+    keep the summaries current. ``progress(run_id, info, outcome)`` is called
+    after each run (``info``: its run.json). A refused sweep (conflicting
+    runs, bad data, no scheduler, a folder in use) writes nothing."""
+    sweep_dir = Path(out) / sweep.name
+    outcome = Outcome()
+    if store.safe_component(sweep.name) and (sweep_dir / "run.json").exists():
+        raise SweepError(f"{sweep_dir} holds a single run, not a sweep; give the sweep another "
+                         "name (--set name=...) or --out")
+    todo = plan(sweep, sweep_dir, force, retry_failed)  # refuses conflicts before any write
+    check_data(todo)  # found (or downloaded), read and sized, before any write
+    pool = close = None
+    if todo:
+        pool, close, width = make_executor(executor, jobs, address)
+    try:
+        with store.lock(sweep_dir, "sweep"):
+            todo = plan(sweep, sweep_dir, force, retry_failed)
+            store.remove_stale_temp(sweep_dir, recursive=True)
+            store.atomic_write(sweep_dir / "sweep.yaml",
+                               dump_yaml(sweep.resolved(command)))
+            summary = Summary(sweep, sweep_dir)
+            summary.write()
+            todo_ids = {p.run_id for p in todo}
+            outcome.skipped = [p.run_id for p in sweep.points if p.run_id not in todo_ids]
+            if todo:
+                # SIGTERM behaves as Ctrl-C: cancel what is pending, keep what finished.
+                old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+                try:
+                    _run_all(pool, min(width, len(todo)), todo, sweep_dir, outcome, fail_fast,
+                             progress, summary, plot)
+                finally:
+                    signal.signal(signal.SIGTERM, old_term)
+    finally:
+        if pool is not None:
+            shutdown(pool, close)
+    return sweep_dir, outcome
+
+
+@contextlib.contextmanager
+def train_guard(run_dir: Path, cfg):
+    """``bnexp train`` into ``run_dir`` where a sweep lives. A sweep's own
+    folder is refused. A run folder of a sweep is trained into only while
+    holding the sweep's lock (no sweep may run beside it, and it waits for
+    none), only if it is one of the sweep's runs, with that run's config; the
+    sweep's summaries are brought up to date afterwards. Elsewhere: nothing."""
+    run_dir = Path(run_dir)
+    if store.is_sweep_dir(run_dir):
+        raise SweepError(f"{run_dir} is a sweep folder; train into another folder (--out) or "
+                         "under another name (--set name=...)")
+    parent = run_dir.parent
+    if not store.is_sweep_dir(parent):
+        yield
+        return
+    with store.lock(parent, "train"):
+        data = store.read_sweep_yaml(parent)
+        try:
+            sweep = build({**(data.get("config") or {}), "sweep": data["sweep"]})
+        except SweepError as exc:
+            raise SweepError(f"{parent}/sweep.yaml: cannot be expanded ({exc})") from None
+        point = next((p for p in sweep.points if p.run_id == run_dir.name), None)
+        if point is None:
+            raise SweepError(f"{run_dir} is inside the sweep folder {parent} but is not one of "
+                             "its runs; train into another folder (--out)")
+        diffs = _differing_keys(cfg.to_dict(), point.config.to_dict())
+        if diffs:
+            raise SweepError(f"{run_dir} is run {point.run_id} of the sweep {parent}, whose "
+                             f"config differs ({', '.join(diffs[:3])}); train a variant into "
+                             "another folder (--out)")
+        yield
+        Summary(sweep, parent).write()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def shutdown(pool, close) -> None:
+    """Stop workers now: anything still running is killed (the parent writes
+    every file, so no file is left half-written) and reruns next time."""
+    procs = getattr(pool, "_processes", None) or {}
+    for proc in list(procs.values()):
+        if proc.is_alive():
+            proc.terminate()
+    with contextlib.suppress(Exception):
+        close()
+
+
+def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary, plot) -> None:
+    """Keep ``width`` runs in flight, writing each result as it comes back. Only
+    that many are ever handed to the executor, so a stop (--fail-fast, Ctrl-C)
+    leaves the rest untouched for the next invocation."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending = list(reversed(todo))
+    in_flight = {}
+
+    def submit():
+        # A run's old files go only when it is handed out: a stopped --force
+        # sweep keeps every result it has not yet redone.
+        p = pending.pop()
+        run_dir = sweep_dir / p.run_id
+        store.prepare_run_dir(run_dir, force=True)
+        command = runner.reproduce_command(p.config, run_dir)
+        runner.mark(run_dir, p.config, "running", command)
+        summary.update(p, {"status": "running"})
+        in_flight[pool.submit(runner.run_point, p.config.to_dict(), plot)] = p
+
+    try:
+        while pending and len(in_flight) < width:
+            submit()
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                p = in_flight.pop(fut)
+                info = _record(fut, p, sweep_dir, outcome, summary)
+                if progress:
+                    progress(p.run_id, info, outcome)
+                status = info["status"]
+                if status == "failed" and fail_fast:
+                    outcome.cancelled = [q.run_id for q in pending]
+                    pending.clear()
+            while pending and len(in_flight) < width:
+                submit()
+    except BaseException:
+        for fut in in_flight:
+            fut.cancel()
+        raise
+
+
+def _record(fut, p: Point, sweep_dir: Path, outcome: Outcome, summary: Summary) -> dict:
+    """Write one finished run's folder and count it; returns its run.json."""
+    try:
+        payload = fut.result()
+    except Exception as exc:  # the worker itself died, e.g. killed or out of memory
+        import traceback
+
+        info = runner.run_info(p.config, None)
+        info.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                    traceback="".join(traceback.format_exception(exc)))
+        payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
+    run_dir = sweep_dir / p.run_id
+    payload["info"]["command"] = runner.reproduce_command(p.config, run_dir)
+    runner.write(run_dir, p.config, payload)
+    summary.update(p, payload["info"])
+    status = payload["info"]["status"]
+    {"completed": outcome.done, "diverged": outcome.diverged}.get(
+        status, outcome.failed).append(p.run_id)
+    return payload["info"]

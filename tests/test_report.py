@@ -1,0 +1,276 @@
+"""Claims as checks (bnexp.claims) and the report built on them: each
+statistic, interval and outcome on runs with chosen values; the verdict;
+numbers filled into the interpretation; validation; ``report --check``."""
+
+import json
+import math
+
+import pytest
+import yaml
+from clitools import invoke
+
+from bnexp import claims, report, stats
+from bnexp import sweep as sweep_mod
+from bnexp.store import METRIC_COLUMNS, csv_text, open_sweep
+from bnexp.sweep.summary import Summary
+from bnexp.yamlio import dump_yaml
+
+BASE = {"name": "fake", "data": {"dataset": "synthetic", "n_train": 60, "n_test": 30},
+        "model": {"hidden": [8]}, "train": {"epochs": 1, "batch_size": 20}}
+T2 = stats.t_quantile(0.975, 2)  # 3 seeds
+
+
+def fake_sweep(root, grid, values, report_section=None, status=None, zip_=None):
+    """A sweep folder whose runs have the given final test accuracies:
+    ``values[(v1, v2, ...)] = [seed0, seed1, ...]`` in grid-key order."""
+    seeds = list(range(len(next(iter(values.values())))))
+    raw = {**BASE, "sweep": {"grid": grid, "seeds": seeds}}
+    if zip_:
+        raw["sweep"]["zip"] = zip_
+    if report_section is not None:
+        raw["report"] = report_section
+    sw = sweep_mod.build(raw)
+    sdir = root / "fake"
+    sdir.mkdir(parents=True, exist_ok=True)
+    (sdir / "sweep.yaml").write_text(dump_yaml(sw.resolved(["bnexp", "sweep", "fake.yaml"])))
+    for p in sw.points:
+        key = tuple(p.values[k] for k in sw.keys)
+        acc = values[key][p.seed]
+        st = (status or {}).get((*key, p.seed), "completed")
+        info = {"status": st, "seed": p.seed, "final": {
+            "epoch": 1, "train_acc": acc, "test_acc": acc, "train_loss": 1.0, "test_loss": 1.0},
+            "best_test_acc": acc, "seconds": 1.0,
+            "provenance": {"bnexp": "0.1.0", "commit": "a" * 40, "dirty": False,
+                           "numpy": "2.4.6", "engine": "numpy", "cpu": "Test CPU",
+                           "blas": {"library": "openblas", "version": "0.3", "kernel": "Zen",
+                                    "threads": 1}}}
+        (sdir / p.run_id).mkdir(exist_ok=True)
+        (sdir / p.run_id / "run.json").write_text(json.dumps(info))
+        if st in ("completed", "diverged"):
+            rows = [{"epoch": e, "step": e, "train_loss": 1.0, "train_acc": a, "test_loss": 1.0,
+                     "test_acc": a, "elapsed": 0.0} for e, a in ((0, 0.1), (1, acc))]
+            (sdir / p.run_id / "metrics.csv").write_text(csv_text(rows, METRIC_COLUMNS))
+    Summary(sw, sdir).write()
+    return sdir
+
+
+def table_of(sdir):
+    folder = open_sweep(sdir)
+    return claims.Table(folder.axes, folder.zipped, folder.runs)
+
+
+def check(sdir, spec):
+    return claims.evaluate_check(table_of(sdir), spec, "check")
+
+
+@pytest.fixture
+def norms(tmp_path):
+    return fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.90, 0.91, 0.92], ("none",): [0.10, 0.10, 0.10]})
+
+
+@pytest.mark.parametrize("criterion,outcome", [
+    ({"above": 0.88}, "holds"),  # interval [0.885, 0.935]
+    ({"above": 0.90}, "inconclusive"),
+    ({"above": 0.95}, "does not hold"),
+    ({"below": 0.95}, "holds"),
+    ({"below": 0.89}, "inconclusive"),
+    ({"below": 0.88}, "does not hold"),
+    ({"within": 0.94}, "holds"),
+])
+def test_mean_check_outcomes_follow_the_interval(norms, criterion, outcome):
+    r = check(norms, {"text": "t", "mean": "final_test_acc", "where": {"model.norm": "batch"},
+                      **criterion})
+    half = T2 * 0.01 / math.sqrt(3)
+    assert (r.interval.estimate, r.interval.lo, r.interval.hi) == pytest.approx(
+        (0.91, 0.91 - half, 0.91 + half))
+    assert r.outcome == outcome
+
+
+def test_difference_is_welchs_interval(norms):
+    r = check(norms, {"text": "t", "difference": "final_test_acc", "a": {"model.norm": "batch"},
+                      "b": {"model.norm": "none"}, "above": 0.7})
+    ref = stats.welch_interval([0.90, 0.91, 0.92], [0.1, 0.1, 0.1])
+    assert (r.interval.lo, r.interval.hi) == pytest.approx((ref.lo, ref.hi))
+    assert r.outcome == "holds" and r.interval.estimate == pytest.approx(0.81)
+
+
+@pytest.fixture
+def batches(tmp_path):
+    vals = {("batch", 2): [0.30, 0.40, 0.35], ("batch", 32): [0.95, 0.94, 0.96],
+            ("group", 2): [0.95, 0.94, 0.95], ("group", 32): [0.95, 0.95, 0.96]}
+    return fake_sweep(tmp_path, {"model.norm": ["batch", "group"],
+                                 "train.batch_size": [2, 32]}, vals)
+
+
+def test_spread_and_count_use_bonferroni_intervals(batches):
+    r = check(batches, {"text": "t", "spread": "final_test_acc", "across": "train.batch_size",
+                        "where": {"model.norm": "group"}, "below": 0.5})
+    lvl = 1 - 0.05 / 2
+    a = stats.mean_interval([0.95, 0.94, 0.95], lvl)
+    b = stats.mean_interval([0.95, 0.95, 0.96], lvl)
+    assert r.interval.estimate == pytest.approx(b.estimate - a.estimate)
+    assert r.interval.hi == pytest.approx(max(a.hi, b.hi) - min(a.lo, b.lo))
+    assert r.interval.lo == max(0.0, max(a.lo, b.lo) - min(a.hi, b.hi)) == 0.0
+    assert r.outcome == "holds"
+    c = check(batches, {"text": "t", "count": "final_test_acc", "at_least": 0.9,
+                        "across": "train.batch_size", "where": {"model.norm": "batch"},
+                        "above": 0})
+    assert (c.interval.estimate, c.interval.lo, c.interval.hi) == (1, 1, 1)
+    assert c.outcome == "holds" and c.detail.endswith("values: 32")
+
+
+def test_each_fails_when_one_value_fails_and_shows_it(batches):
+    r = check(batches, {"text": "t", "difference": "final_test_acc", "a": {"model.norm": "group"},
+                        "b": {"model.norm": "batch"}, "each": "train.batch_size", "above": 0.1})
+    assert r.outcome == "does not hold"
+    assert "train.batch_size=32" in r.detail  # where group - batch is about 0.003
+    r = check(batches, {"text": "t", "difference": "final_test_acc", "a": {"model.norm": "group"},
+                        "b": {"model.norm": "batch"}, "each": "train.batch_size", "above": -0.1})
+    assert r.outcome == "holds"
+
+
+def test_selections_match_values_at_the_precision_typed(tmp_path):
+    sdir = fake_sweep(tmp_path, {"init.weight_scale": [0.000630957344480193, 0.01]},
+                      {(0.000630957344480193,): [0.5, 0.6], (0.01,): [0.9, 0.9]})
+    r = check(sdir, {"text": "t", "mean": "final_test_acc",
+                     "where": {"init.weight_scale": 0.000631}, "below": 1})
+    assert r.interval.estimate == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("outcomes,verdict", [
+    (["holds", "holds"], "holds"),
+    (["does not hold", "does not hold"], "does not hold"),
+    (["holds", "does not hold", "inconclusive"], "partly holds"),
+    (["holds", "inconclusive"], "inconclusive"),
+    (["does not hold", "inconclusive"], "inconclusive"),
+])
+def test_verdict(outcomes, verdict):
+    iv = stats.Interval(0, 0, 0, 3)
+    results = [claims.CheckResult("t", None, "mean", "m", iv, "", o, "holds") for o in outcomes]
+    assert claims.verdict(results) == verdict
+
+
+REPORT = {"title": "Norms", "claim": "BN beats no norm.",
+          "checks": [{"id": "gap", "text": "BN beats none by 0.5", "difference": "final_test_acc",
+                      "a": {"model.norm": "batch"}, "b": {"model.norm": "none"}, "above": 0.5},
+                     {"text": "none is at chance", "mean": "final_test_acc",
+                      "where": {"model.norm": "none"}, "below": 0.2}],
+          "values": {"bn": {"mean": "final_test_acc", "where": {"model.norm": "batch"}}},
+          "notes": "BN is at {bn}, ahead by {gap.estimate}.",
+          "figures": [{"kind": "final", "x": "model.norm"}]}
+
+
+def test_report_section_computes_verdict_and_fills_numbers_from_the_runs(tmp_path):
+    sdir = fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.90, 0.91, 0.92], ("none",): [0.10, 0.11, 0.12]},
+                      {**REPORT, "figures": [{"kind": "grid"}]})
+    out, (section,) = report.write_report([sdir], tmp_path / "r.md")
+    text = out.read_text()
+    assert "**Verdict: holds** (2 of 2 checks hold;" in text
+    half = T2 * 0.01 / math.sqrt(3)
+    bn = f"0.910 [{0.91 - half:.3f}, {0.91 + half:.3f}]"
+    assert f"BN is at {bn}, ahead by 0.800." in text  # filled in, not typed
+    assert f"| batch | {bn} | {bn} | 3 | 0 | 0 |" in text  # the table shows the same number
+    assert "**Command.** `bnexp sweep fake.yaml` (6 runs, seeds 0, 1, 2;" in text
+    assert ("**Made by** bnexp 0.1.0 (commit aaaaaaaaaa), numpy 2.4.6, openblas 0.3 (Zen "
+            "kernel, 1 thread), engine numpy, on Test CPU.") in text
+    assert section.claim.verdict == "holds" and not section.claim.regressions()
+
+
+def test_report_check_exits_1_when_the_data_contradict_a_published_claim(tmp_path):
+    good = fake_sweep(tmp_path / "good", {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.90, 0.91, 0.92], ("none",): [0.10, 0.11, 0.12]},
+                      {**REPORT, "figures": [{"kind": "grid"}]})
+    res = invoke("report", good, "--check", "--out", tmp_path / "g.md")
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1] == "fake: holds (2 of 2 checks hold)"
+    bad = fake_sweep(tmp_path / "bad", {"model.norm": ["batch", "none"]},
+                     {("batch",): [0.30, 0.31, 0.32], ("none",): [0.10, 0.11, 0.12]},
+                     {**REPORT, "figures": [{"kind": "grid"}]})
+    res = invoke("report", bad, "--check", "--out", tmp_path / "b.md")
+    assert res.exit_code == 1
+    assert "fake: partly holds (1 of 2 checks hold)" in res.output
+    assert "error: fake: no longer holds: BN beats none by 0.5" in res.output
+    assert "does not hold (published: holds)" in (tmp_path / "b.md").read_text()
+
+
+def test_a_check_published_as_not_holding_is_not_a_regression(tmp_path):
+    section = {**REPORT, "checks": [{**REPORT["checks"][0], "expect": "does not hold"}],
+               "notes": "BN is at {bn}.", "figures": [{"kind": "grid"}]}
+    sdir = fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.30, 0.31, 0.32], ("none",): [0.10, 0.11, 0.12]}, section)
+    res = invoke("report", sdir, "--check", "--out", tmp_path / "r.md")
+    assert res.exit_code == 0, res.output
+    assert "fake: does not hold (0 of 1 checks hold)" in res.output
+
+
+def test_report_of_an_incomplete_sweep_says_so(tmp_path):
+    sdir = fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.90, 0.91, 0.92], ("none",): [0.10, 0.11, 0.12]},
+                      {**REPORT, "figures": [{"kind": "grid"}]},
+                      status={("none", 2): "running", ("none", 1): "pending"})
+    text = report.write_report([sdir], tmp_path / "r.md")[0].read_text()
+    assert ("**Incomplete.** 4 of 6 runs finished (1 running, 1 pending); everything below "
+            "covers the finished runs.") in text
+    assert "| none | 0.100 | 0.100 | 1 | 0 | 0 |" in text
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"verdict": "holds"}, "report.verdict: the verdict is computed from report.checks; put an "
+                           "interpretation in report.notes"),
+    ({"claim": "x", "checks": [{"text": "t", "mean": "final_test_acc", "above": 0}]},
+     "report.checks[0]: the selection leaves model.norm free; fix it (in where, a/b, each or "
+     "across)"),
+    ({"checks": [{"text": "t", "mean": "acc", "where": {"model.norm": "batch"}, "above": 0}]},
+     "report.checks[0].mean: got 'acc', expected a metric: final_train_acc, final_test_acc, "
+     "best_test_acc, final_train_loss, final_test_loss, epochs, seconds, diverged, "
+     "input_spread_growth, train_acc@E, test_acc@E, train_loss@E, test_loss@E"),
+    ({"checks": [{"text": "t", "mean": "final_test_acc", "where": {"model.norm": "layer"},
+                  "above": 0}]},
+     "report.checks[0].where.model.norm: layer is not a value of the sweep (values: batch, "
+     "none)"),
+    ({"checks": [{"text": "t", "mean": "final_test_acc", "where": {"train.lr": 0.1},
+                  "above": 0}]},
+     "report.checks[0].where.train.lr: not a swept key (swept: model.norm)"),
+    ({"checks": [{"text": "t", "mean": "final_test_acc", "where": {"model.norm": "batch"}}]},
+     "report.checks[0]: expected exactly one of above: X, below: X, within: X"),
+    ({"notes": "see {nothing}"}, "report.notes: {nothing} names no check id or value"),
+    ({"figures": [{"kind": "pie"}]},
+     "report.figures[0].kind: got 'pie', expected one of curves, grid, final, heatmap, "
+     "activations"),
+    ({"metrics": ["accuracy"]},
+     "report.metrics: got accuracy, expected a list of final_train_acc, final_test_acc, "
+     "best_test_acc, final_train_loss, final_test_loss, epochs, seconds"),
+    ({"titel": "x"}, "report.titel: unknown key (expected title, source, claim, checks, "
+                     "values, notes, metrics, figures)"),
+])
+def test_bad_report_sections_are_refused_before_anything_runs(tmp_path, section, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "sweep": {"grid": {"model.norm": ["batch", "none"]}},
+                                    "report": section}))
+    res = invoke("sweep", path, "--out", tmp_path / "runs")
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {message}"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_shipped_report_section_is_valid():
+    from bnexp import experiments
+
+    for name in experiments.names():
+        raw = yaml.safe_load(experiments.path(name).read_text())
+        if "sweep" in raw:
+            sweep_mod.load(experiments.path(name))  # raises on any problem
+
+
+def test_the_command_line_keeps_every_option(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "sweep": {"grid": {"model.norm": ["batch", "none"]}},
+                                    "report": {"claim": "c", "figures": [{"kind": "grid"}]}}))
+    res = invoke("sweep", path, "--set", "train.lr=0.2", "--seeds", "0,1", "--out",
+                 tmp_path / "runs", "-q", "--no-plot")
+    assert res.exit_code == 0, res.output
+    text = report.write_report([tmp_path / "runs" / "fake"], tmp_path / "r.md")[0].read_text()
+    assert (f"**Command.** `bnexp sweep {path} --set train.lr=0.2 --seeds 0,1 --out "
+            f"{tmp_path / 'runs'} -q --no-plot` (4 runs, seeds 0, 1;") in text
