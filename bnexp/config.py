@@ -19,13 +19,16 @@ import yaml
 
 from .choices import (
     ACTIVATIONS,
+    ARCHS,
     CONVENTIONS,
     DATASETS,
     DTYPES,
+    HEADS,
     INIT_NAMES,
     NORMS,
     OPTIMIZERS,
     PLACEMENTS,
+    POOLS,
     PREPROCESS,
     SAMPLING,
 )
@@ -118,6 +121,10 @@ def boolean(v):
     return (v, None) if isinstance(v, bool) else (None, "true or false")
 
 
+def boolean_or_null(v):
+    return (v, None) if v is None or isinstance(v, bool) else (None, "true, false or null")
+
+
 def optional_path(v):
     return (v, None) if v is None or isinstance(v, str) else (None, "a directory path or null")
 
@@ -138,15 +145,31 @@ MAX_SAMPLES = 10_000_000
 MAX_SYNTHETIC_VALUES = 100_000_000  # n x dim floats of a synthetic dataset (800 MB)
 
 
-def widths(v):
-    want = (f"a list of 1 to {MAX_LAYERS} integers from 1 to {MAX_WIDTH:,}, e.g. [100, 100]")
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = [v]
-    if not isinstance(v, (list, tuple)) or not v or len(v) > MAX_LAYERS:
-        return None, want
-    if any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_WIDTH for w in v):
-        return None, want
-    return tuple(v), None
+def widths(allow_empty: bool = False, allow_none: bool = False, example: str = "[100, 100]"
+           ) -> Check:
+    least = 0 if allow_empty else 1
+    count = f"at most {MAX_LAYERS}" if allow_empty else f"1 to {MAX_LAYERS}"
+    want = f"a list of {count} integers from 1 to {MAX_WIDTH:,}, e.g. {example}"
+    want += " (or null: the default for model.arch)" if allow_none else ""
+
+    def check(v):
+        if v is None and allow_none:
+            return None, None
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, (list, tuple)) or len(v) < least or len(v) > MAX_LAYERS:
+            return None, want
+        if any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_WIDTH
+               for w in v):
+            return None, want
+        return tuple(v), None
+    return check
+
+
+def odd_kernel(v):
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 15 and v % 2:
+        return v, None
+    return None, "an odd integer from 1 to 15 (padded to keep the image size)"
 
 
 def weight_scale(v):
@@ -178,9 +201,21 @@ class DataConfig:
     classes: int = spec(10, integer(lo=2, hi=10_000), "synthetic only: clusters")
 
 
+MLP_HIDDEN = (100, 100, 100, 100, 100)  # model.hidden when null, by model.arch
+CNN_HIDDEN = ()
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: tuple[int, ...] = spec((100, 100, 100, 100, 100), widths)
+    arch: str = spec("mlp", choice(ARCHS), "mlp | cnn (image datasets)")
+    hidden: tuple[int, ...] | None = spec(
+        None, widths(allow_empty=True, allow_none=True),
+        "fully connected widths; null = [100, 100, 100, 100, 100] (mlp), [] (cnn)")
+    channels: tuple[int, ...] = spec((16, 32), widths(example="[16, 32]"),
+                                     "cnn only: a conv block per entry")
+    kernel: int = spec(3, odd_kernel, "cnn only")
+    pool: str = spec("max", choice(POOLS), "cnn only: 2x2 pooling after each conv block")
+    head: str = spec("flatten", choice(HEADS), "cnn only: flatten or global average pooling")
     activation: str = spec("relu", choice(ACTIVATIONS))
     norm: str = spec("batch", choice(NORMS))
     placement: str = spec("before", choice(PLACEMENTS))
@@ -192,8 +227,10 @@ class ModelConfig:
 class NormConfig:
     momentum: float | None = spec(0.1, number(lo=0.0, hi=1.0, allow_none=True))
     eps: float = spec(1e-5, number(lo=0.0))
-    affine: bool = spec(True, boolean)
-    track_running_stats: bool = spec(True, boolean)
+    affine: bool | None = spec(None, boolean_or_null,
+                               "null = the norm's PyTorch default (false for instance)")
+    track_running_stats: bool | None = spec(
+        None, boolean_or_null, "null = the norm's PyTorch default (false for instance)")
     convention: str = spec("pytorch", choice(CONVENTIONS),
                            "running_var: unbiased, starts at 1 | biased, starts at 0")
 
@@ -311,15 +348,36 @@ def _section(cls, raw: Any, prefix: str, errors: list[str]):
 
 def _cross_checks(cfg: Config, errors: list[str]) -> None:
     m, d, t = cfg.model, cfg.data, cfg.train
-    if m.norm == "group":
-        bad = [w for w in m.hidden if w % m.groups]
+    cnn = m.arch == "cnn"
+    normed = [*(m.channels if cnn else ()), *m.hidden]  # what a norm layer sees
+    if m.norm == "group" and normed:
+        bad = [w for w in normed if w % m.groups]
         if bad:
-            g = math.gcd(*m.hidden)
+            g = math.gcd(*normed)
             ok = ", ".join(str(k) for k in range(1, g + 1) if g % k == 0)
+            what = "channel count and hidden width" if cnn else "hidden width"
             errors.append(
-                f"model.groups: got {m.groups}, expected a divisor of every hidden width "
+                f"model.groups: got {m.groups}, expected a divisor of every {what} "
                 f"({', '.join(map(str, sorted(set(bad))))} is not divisible by {m.groups}; "
                 f"groups that work: {ok})")
+    if not cnn and not m.hidden:
+        errors.append("model.hidden: got [], expected at least one width for model.arch 'mlp'")
+    if m.norm == "instance" and not cnn:
+        errors.append("model.norm: got 'instance', expected none, batch, layer or group for "
+                      "model.arch 'mlp' (instance norm normalizes over spatial axes: use "
+                      "model.arch cnn)")
+    elif m.norm == "instance" and m.hidden:
+        errors.append(f"model.hidden: got {show(list(m.hidden))}, expected [] with model.norm "
+                      "'instance' (fully connected layers have no spatial axes to normalize "
+                      "over)")
+    if cnn and d.dataset == "synthetic":
+        errors.append("model.arch: got 'cnn', expected mlp for the synthetic dataset (a CNN "
+                      "needs images: mnist5k, mnist or fashion-mnist)")
+    if cnn and min(h for _, h, _ in cnn_shapes(m)) < 1:
+        most = max(k for k in range(1, 10) if IMAGE_SIZE >> k >= 1)
+        errors.append(f"model.channels: got {show(list(m.channels))}, {len(m.channels)} conv "
+                      f"blocks each halving {IMAGE_SIZE}x{IMAGE_SIZE} leave no pixel; at most "
+                      f"{most} with model.pool {m.pool!r}")
     if m.norm == "batch" and t.batch_size < 2:
         errors.append(f"train.batch_size: got {t.batch_size}, expected >= 2 with model.norm "
                       "'batch' (a batch of one normalizes every unit to beta)")
@@ -335,11 +393,13 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"data.n_train: got {d.n_train}, expected (n_train + n_test) x dim <= "
                       f"{MAX_SYNTHETIC_VALUES:,} values for the synthetic dataset (dim is "
                       f"{d.dim}, n_test {d.n_test})")
-    sizes = [d.dim if d.dataset == "synthetic" else 784, *m.hidden,
-             d.classes if d.dataset == "synthetic" else 10]
-    params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    if cnn and min(h for _, h, _ in cnn_shapes(m)) < 1:
+        return
+    params = param_count(cfg, d.dim if d.dataset == "synthetic" else 784,
+                         d.classes if d.dataset == "synthetic" else 10)
     if params > MAX_PARAMS:
-        errors.append(f"model.hidden: got {show(list(m.hidden))}, a model of {params:,} "
+        key, value = ("model.channels", m.channels) if cnn else ("model.hidden", m.hidden)
+        errors.append(f"{key}: got {show(list(value))}, a model of {params:,} "
                       f"parameters; at most {MAX_PARAMS:,} (memory)")
 
 
@@ -363,11 +423,55 @@ def from_dict(raw: Any, errors: list[str] | None = None) -> Config:
                 errors.append(f"{name}: {exc}")
     if errors:
         raise ConfigError(errors)
-    cfg = Config(**top)
+    cfg = _resolve(Config(**top))
     _cross_checks(cfg, errors)
     if errors:
         raise ConfigError(errors)
     return cfg
+
+
+def _resolve(cfg: Config) -> Config:
+    """Fill the keys whose default depends on others (null in the file): the
+    resolved config, and so a run's config.yaml, always holds the values used."""
+    m, n = cfg.model, cfg.norm
+    if m.hidden is None:
+        m = dataclasses.replace(m, hidden=MLP_HIDDEN if m.arch == "mlp" else CNN_HIDDEN)
+    instance = m.norm == "instance"  # PyTorch's InstanceNorm: no affine, no running stats
+    if n.affine is None:
+        n = dataclasses.replace(n, affine=not instance)
+    if n.track_running_stats is None:
+        n = dataclasses.replace(n, track_running_stats=not instance)
+    return dataclasses.replace(cfg, model=m, norm=n)
+
+
+IMAGE_SIZE = 28  # every image dataset here: 1 x 28 x 28
+
+
+def cnn_shapes(m: ModelConfig) -> list[tuple[int, int, int]]:
+    """(channels, height, width) after each conv block of a CNN config."""
+    shapes, c, hw = [], 1, IMAGE_SIZE
+    for out in m.channels:
+        if m.pool != "none":
+            hw //= 2
+        shapes.append((out, hw, hw))
+        c = out
+    return shapes
+
+
+def param_count(cfg: Config, in_dim: int, classes: int) -> int:
+    """Weights and biases of the model a config describes (norms aside)."""
+    m = cfg.model
+    if m.arch == "mlp":
+        sizes = [in_dim, *m.hidden, classes]
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    total, c_in = 0, 1
+    for c, _, _ in cnn_shapes(m):
+        total += c_in * c * m.kernel ** 2 + c
+        c_in = c
+    c, h, w = cnn_shapes(m)[-1]
+    flat = c * h * w if m.head == "flatten" else c
+    sizes = [flat, *m.hidden, classes]
+    return total + sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
 def parse_override(text: str) -> tuple[str, Any]:

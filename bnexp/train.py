@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Config
+from .config import IMAGE_SIZE, Config
 from .datasets import Dataset, load_dataset
-from .engine import MLP, build_mlp, make_optimizer
+from .engine import Network, make_optimizer
+from .engine.model import NormSettings, build, cnn_layers, mlp_layers
 from .provenance import one_blas_thread
 
 
@@ -45,14 +46,27 @@ class Streams:
         return cls(data, init, batches)
 
 
-def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator) -> MLP:
+def layer_list(cfg: Config) -> list:
+    """The layer list a config's model section describes."""
+    m = cfg.model
+    common = {"activation": m.activation, "norm": m.norm, "placement": m.placement,
+              "dropout": m.dropout}
+    if m.arch == "cnn":
+        return cnn_layers(m.channels, kernel=m.kernel, pool=m.pool, head=m.head,
+                          hidden=m.hidden, **common)
+    return mlp_layers(m.hidden, **common)
+
+
+def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator) -> Network:
     m, n = cfg.model, cfg.norm
-    return build_mlp(
-        in_dim, classes, m.hidden, rng=rng, activation=m.activation, norm=m.norm,
-        placement=m.placement, groups=m.groups, dropout=m.dropout,
-        weight_scale=cfg.init.weight_scale, momentum=n.momentum, eps=n.eps, affine=n.affine,
-        track_running_stats=n.track_running_stats, convention=n.convention,
-        dtype=np.dtype(cfg.train.dtype))
+    in_shape = (1, IMAGE_SIZE, IMAGE_SIZE) if m.arch == "cnn" else (in_dim,)
+    if m.arch == "cnn" and in_dim != IMAGE_SIZE * IMAGE_SIZE:
+        raise ValueError(f"model.arch cnn needs {IMAGE_SIZE}x{IMAGE_SIZE} images, "
+                         f"got samples of {in_dim} values")
+    settings = NormSettings(m.norm, m.groups, n.momentum, n.eps, n.affine,
+                            n.track_running_stats, n.convention)
+    return build(layer_list(cfg), in_shape, classes, rng=rng, norm=settings,
+                 weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype))
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -70,22 +84,26 @@ def _batches(cfg: Config, n: int, rng: np.random.Generator):
     return [perm[i * B : (i + 1) * B] for i in range(steps_per_epoch(cfg, n))]
 
 
-def _diagnostics(model: MLP, cfg: Config, step: int, epoch: float) -> list[dict]:
-    """Percentiles of each hidden layer's activation input (pooled over the
-    batch and units, and for unit 0 over the batch), and its weight-gradient norm."""
+def _diagnostics(model: Network, cfg: Config, step: int, epoch: float) -> list[dict]:
+    """Per hidden block i: percentiles of its activation's input (pooled over
+    the batch, units and positions, and for unit or channel 0 alone), and the
+    norm of its weight gradient (``linear{i}`` or ``conv{i}``)."""
     rows = []
     act = cfg.model.activation
     records = {r.name: r for r in model.records}
     layers = dict(model.named_layers())
-    for i in range(1, len(cfg.model.hidden) + 1):
+    i = 1
+    while f"{act}{i}" in records:
         x = records[f"{act}{i}"].x.astype(np.float64)
         p15, p50, p85 = np.percentile(x, [15, 50, 85])
         u15, u50, u85 = np.percentile(x[:, 0], [15, 50, 85])
+        weights = layers.get(f"linear{i}") or layers[f"conv{i}"]
         values = {"p15": p15, "p50": p50, "p85": p85, "mean": x.mean(), "std": x.std(),
                   "unit_p15": u15, "unit_p50": u50, "unit_p85": u85,
-                  "grad_norm": np.linalg.norm(layers[f"linear{i}"].grads["W"])}
+                  "grad_norm": np.linalg.norm(weights.grads["W"])}
         rows.append({"step": step, "epoch": epoch, "layer": i,
                      **{k: float(v) for k, v in values.items()}})
+        i += 1
     return rows
 
 

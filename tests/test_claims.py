@@ -14,7 +14,7 @@ EXPERIMENTS.md.
 import pytest
 
 from bnexp import config
-from bnexp.engine import layers, optim
+from bnexp.engine import norms, optim
 from bnexp.train import train
 
 
@@ -142,7 +142,7 @@ def _no_op_optimizer(monkeypatch):
 
 
 def _no_normalization(monkeypatch):
-    for cls in (layers.BatchNorm, layers.LayerNorm, layers.GroupNorm):
+    for cls in (norms.BatchNorm, norms.LayerNorm, norms.GroupNorm, norms.InstanceNorm):
         monkeypatch.setattr(cls, "forward", lambda self, x, train: x)
         monkeypatch.setattr(cls, "backward", lambda self, dy: dy)
 

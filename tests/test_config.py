@@ -15,13 +15,14 @@ def errors_of(raw):
 
 def test_every_default_is_the_value_the_readme_documents():
     """The README's example config lists every key with its default (its
-    comments say what each means); the name is the example's own."""
+    comments say what each means); the name is the example's own. Compared
+    resolved: a null default stands for a value that depends on other keys."""
     import re
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     documented = yaml.safe_load(re.search(r"```yaml\n(.*?)```", readme, re.S).group(1))
-    defaults = Config()
+    defaults = config.from_dict({})
     for key in config.all_keys():
         if key == "name":
             continue
@@ -30,6 +31,7 @@ def test_every_default_is_the_value_the_readme_documents():
         expected = config.from_dict({section: {leaf: value}} if section else {key: value})
         assert defaults.get(key) == expected.get(key), key
     assert defaults.name == "run" and documented["name"] == "book-bn"
+    assert Config().model.hidden is None and defaults.model.hidden == (100,) * 5
 
 
 def test_every_problem_is_reported_at_once_one_line_each():
@@ -42,9 +44,9 @@ def test_every_problem_is_reported_at_once_one_line_each():
     assert errs == [
         "data.dataset: got 'cifar', expected one of mnist5k, synthetic, mnist, fashion-mnist",
         "model.actvation: unknown key (did you mean model.activation?)",
-        "model.hidden: got [100, 0], expected a list of 1 to 100 integers from 1 to 100,000, "
-        "e.g. [100, 100]",
-        "model.norm: got 'batchy', expected one of none, batch, layer, group",
+        "model.hidden: got [100, 0], expected a list of at most 100 integers from 1 to 100,000, "
+        "e.g. [100, 100] (or null: the default for model.arch)",
+        "model.norm: got 'batchy', expected one of none, batch, layer, group, instance",
         "norm.momentum: got 2, expected a number in [0, 1] or null",
         "train.batch_size: got 'big', expected an integer from 1 to 10,000,000",
         "train.lr: got -1, expected a number > 0",
@@ -76,7 +78,7 @@ def test_types_are_strict_but_yaml_number_strings_are_numbers():
     assert errors_of({"init": {"weight_scale": "big"}}) == [
         "init.weight_scale: got 'big', expected a positive number (Gaussian std), he or xavier"]
     assert errors_of({"norm": {"affine": "yes please"}}) == [
-        "norm.affine: got 'yes please', expected true or false"]
+        "norm.affine: got 'yes please', expected true, false or null"]
     assert errors_of({"seed": True}) == ["seed: got true, expected an integer >= 0"]
 
 

@@ -65,7 +65,7 @@ def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
 
 def test_batchnorm_rejects_a_training_batch_of_one():
     bn = BatchNorm(3)
-    with pytest.raises(ValueError, match="at least 2 samples"):
+    with pytest.raises(ValueError, match="at least 2 values per channel"):
         bn.forward(np.ones((1, 3), dtype=np.float32), train=True)
     bn.forward(np.ones((1, 3), dtype=np.float32), train=False)  # eval is fine
 

@@ -261,8 +261,9 @@ def test_a_checksum_mismatch_is_refused(tmp_path, monkeypatch):
     ("data.n_train=10000000000000000000000000000000000000000",
      "data.n_train: got 10000000000000000000000000000000000000000, expected an integer from 1 "
      "to 10,000,000 or null"),
-    ("model.hidden=[100000000000]", "model.hidden: got [100000000000], expected a list of 1 to "
-                                    "100 integers from 1 to 100,000, e.g. [100, 100]"),
+    ("model.hidden=[100000000000]", "model.hidden: got [100000000000], expected a list of at "
+                                    "most 100 integers from 1 to 100,000, e.g. [100, 100] (or "
+                                    "null: the default for model.arch)"),
     ("model.hidden=[100000,100000]", "model.hidden: got [100000, 100000], a model of "
                                      "10,079,600,010 parameters; at most 100,000,000 (memory)"),
     ("train.batch_size=5000", "train.batch_size: got 5000, expected <= data.n_train (1000)"),
@@ -506,8 +507,8 @@ def test_run_ids_in_summary_csv_cannot_reach_outside_the_sweep(sweep_copy, tmp_p
     (["--set", "=5"], "--set =5: expected dotted.key=value, e.g. model.norm=none (the key "
                       "before '=' is empty)"),
     (["--set", "model=5"], "model: is a section, not a key; set one of its keys, e.g. "
-                           "model.hidden=... (keys: hidden, activation, norm, placement, groups, "
-                           "dropout)"),
+                           "model.arch=... (keys: arch, hidden, channels, kernel, pool, head, "
+                           "activation, norm, placement, groups, dropout)"),
 ])
 def test_settings_name_what_is_wrong(tmp_path, args, line):
     cfg = write(tmp_path, BASE)

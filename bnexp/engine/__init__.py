@@ -1,23 +1,15 @@
-"""bnexp's NumPy training engine: layers, loss, optimizers and the MLP."""
+"""bnexp's NumPy training engine: layers, loss, optimizers and the network."""
 
-from .layers import (
-    BatchNorm,
-    Dropout,
-    GroupNorm,
-    Identity,
-    Layer,
-    LayerNorm,
-    Linear,
-    ReLU,
-    Sigmoid,
-    Tanh,
-)
+from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
+from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
-from .model import MLP, Record, build_mlp, init_std
+from .model import MLP, Network, Record, build_mlp, init_std
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from .optim import SGD, Adam, Momentum, Optimizer, make_optimizer
 
 __all__ = [
-    "Adam", "BatchNorm", "Dropout", "GroupNorm", "Identity", "Layer", "LayerNorm",
-    "Linear", "MLP", "Momentum", "Optimizer", "Record", "ReLU", "SGD", "Sigmoid",
+    "Adam", "AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Flatten", "GlobalAvgPool",
+    "GroupNorm", "Identity", "InstanceNorm", "Layer", "LayerNorm", "Linear", "MLP",
+    "MaxPool2d", "Momentum", "Network", "Optimizer", "Record", "ReLU", "SGD", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "build_mlp", "init_std", "make_optimizer",
 ]

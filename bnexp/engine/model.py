@@ -1,5 +1,9 @@
-"""The MLP: a stack of layers built from a model description, with
-forward-to-logits, loss-and-backward, predict and per-layer records."""
+"""The network: a stack of layers built from a layer list, with
+forward-to-logits, loss-and-backward, predict and per-layer records.
+
+An MLP and a CNN are two layer lists (``mlp_layers``, ``cnn_layers``) for one
+builder (``build``), which infers every layer's input shape from the data's.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..choices import NORMS, PLACEMENTS
-from .layers import (
-    BatchNorm,
-    Dropout,
-    GroupNorm,
-    Identity,
-    Layer,
-    LayerNorm,
-    Linear,
-    ReLU,
-    Sigmoid,
-    Tanh,
-)
+from ..choices import HEADS, NORMS, PLACEMENTS, POOLS
+from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
+from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 
-EVAL_CHUNK = 2048  # samples per evaluation chunk: fixed, so results do not depend on threads
+# Samples per evaluation chunk: fixed, so results do not depend on threads.
+EVAL_CHUNK = 2048
+CNN_EVAL_CHUNK = 256  # a conv layer's windows take C*k*k values per output position
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+
 
 
 def init_std(weight_scale: float | str, fan_in: int) -> float:
@@ -48,32 +46,37 @@ class Record:
 
     name: str
     layer: Layer
-    x: np.ndarray  # (N, D_in)
-    y: np.ndarray  # (N, D_out)
+    x: np.ndarray  # (N, *in_shape)
+    y: np.ndarray  # (N, *out_shape)
 
 
-class MLP:
+class Network:
     """A sequence of named layers ending in logits, plus the loss.
 
-    The arrays returned by ``forward`` are the layers' work buffers (see
-    ``layers``): valid until the next call.
+    Inputs arrive as (N, D) rows and are viewed as (N, *input_shape) (for a
+    CNN, images (N, 1, 28, 28)). The arrays returned by ``forward`` are the
+    layers' work buffers (see ``layers``): valid until the next call.
     """
 
-    def __init__(self, layers: Sequence[Layer], names: Sequence[str], dtype=np.float32) -> None:
+    def __init__(self, layers: Sequence[Layer], names: Sequence[str], dtype=np.float32,
+                 input_shape: tuple[int, ...] | None = None,
+                 eval_chunk: int = EVAL_CHUNK) -> None:
         if len(layers) != len(names):
             raise ValueError("one name per layer")
         self.layers = list(layers)
         self.names = list(names)
         self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(input_shape) if input_shape else None
+        self.eval_chunk = eval_chunk
         self.loss = SoftmaxCrossEntropy()
         self.records: list[Record] = []
         first = self.layers[0]
-        if isinstance(first, Linear):
+        if isinstance(first, (Linear, Conv2d)):
             first.input_grad = False  # the data needs no gradient
 
     def __repr__(self) -> str:
         inner = "\n".join(f"  ({n}): {layer!r}" for n, layer in zip(self.names, self.layers))
-        return f"MLP(\n{inner}\n)"
+        return f"{type(self).__name__}(\n{inner}\n)"
 
     def named_layers(self):
         return zip(self.names, self.layers)
@@ -82,6 +85,8 @@ class MLP:
         """x: (N, D_in) -> logits (N, C). With ``record``, ``self.records``
         holds a copy of every layer's input and output."""
         h = np.asarray(x, dtype=self.dtype)
+        if self.input_shape is not None:
+            h = h.reshape(len(h), *self.input_shape)
         if record:
             self.records = []
         for name, layer in zip(self.names, self.layers):
@@ -107,7 +112,7 @@ class MLP:
             self.backward(self.loss.backward())
         return loss
 
-    def replica(self) -> MLP:
+    def replica(self) -> Network:
         """A model sharing this one's parameters and buffers but with its own
         work arrays, loss and records: evaluation in another thread."""
         twin = copy.copy(self)
@@ -126,7 +131,7 @@ class MLP:
                         int(np.count_nonzero(logits.argmax(axis=1) == yb))))
         return out
 
-    def evaluate(self, x: np.ndarray, labels: np.ndarray, chunk: int = EVAL_CHUNK,
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, chunk: int | None = None,
                  threads: int = 1) -> tuple[float, float]:
         """Mean loss and accuracy in eval mode, in chunks of ``chunk`` samples
         (bounding memory). With ``threads`` > 1 the chunks are shared among
@@ -134,6 +139,7 @@ class MLP:
         and the order in which their sums are added do not depend on
         ``threads``, so neither does the result (a row's product depends on
         how many rows share the BLAS call, so the boundaries must be fixed)."""
+        chunk = chunk or self.eval_chunk
         starts = list(range(0, len(x), chunk))
         threads = max(1, min(threads, len(starts)))
         if threads == 1:
@@ -155,8 +161,9 @@ class MLP:
         n = len(x)
         return total / n, correct / n
 
-    def predict(self, x: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    def predict(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Predicted class per sample, in eval mode: (N,) int."""
+        chunk = chunk or self.eval_chunk
         out = [self.forward(x[i : i + chunk], train=False).argmax(axis=1)
                for i in range(0, len(x), chunk)]
         return np.concatenate(out)
@@ -176,72 +183,176 @@ class MLP:
                     store[key][...] = state[f"{name}.{key}"]
 
 
-def build_mlp(
-    in_dim: int,
-    out_dim: int,
-    hidden: Sequence[int],
-    *,
-    rng: np.random.Generator,
-    activation: str = "relu",
-    norm: str = "none",
-    placement: str = "before",
-    groups: int = 4,
-    dropout: float = 0.0,
-    weight_scale: float | str = "he",
-    momentum: float | None = 0.1,
-    eps: float = 1e-5,
-    affine: bool = True,
-    track_running_stats: bool = True,
-    convention: str = "pytorch",
-    dtype=np.float32,
-) -> MLP:
-    """Build ``in_dim -> hidden... -> out_dim``.
+MLP = Network  # the engine's name for it before it built CNNs
 
-    Each hidden block is Linear -> Norm -> Act (``placement='before'``) or
-    Linear -> Act -> Norm (``'after'``), then Dropout when ``dropout > 0``; the
-    output layer is a plain Linear. A Linear that feeds a BatchNorm has no
-    bias: BN subtracts the per-feature batch mean, so a per-feature bias
-    cancels exactly. (Before LayerNorm/GroupNorm it would not cancel, since
-    their mean runs over features, so it is kept there.)
-    """
+
+@dataclass(frozen=True)
+class NormSettings:
+    """Which normalization a builder inserts where a layer list says ``norm``,
+    and its settings (PyTorch's defaults)."""
+
+    kind: str = "none"  # one of NORMS
+    groups: int = 4
+    momentum: float | None = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    track_running_stats: bool = True
+    convention: str = "pytorch"
+
+    def make(self, channels: int, dtype) -> Layer:
+        if self.kind == "batch":
+            return BatchNorm(channels, self.momentum, self.eps, self.affine,
+                             self.track_running_stats, convention=self.convention, dtype=dtype)
+        if self.kind == "layer":
+            return LayerNorm(channels, self.eps, self.affine, dtype=dtype)
+        if self.kind == "group":
+            return GroupNorm(channels, self.groups, self.eps, self.affine, dtype=dtype)
+        if self.kind == "instance":
+            return InstanceNorm(channels, self.eps, self.momentum, self.affine,
+                                self.track_running_stats, dtype=dtype)
+        raise ValueError(f"norm: got {self.kind!r}, expected one of {', '.join(NORMS)}")
+
+
+# A layer list is a list of (kind, options) pairs:
+#   ("linear", {"out": width or None for the classes, "bias": bool})
+#   ("conv", {"out": channels, "kernel": k, "stride": s, "padding": p, "bias": bool})
+#   ("norm", {}), ("act", {"fn": name}), ("dropout", {"p": p}),
+#   ("maxpool" | "avgpool", {"kernel": k}), ("flatten", {}), ("gap", {})
+Spec = tuple[str, dict]
+
+
+def _check_choices(activation: str, norm: str, placement: str) -> None:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: got {activation!r}, expected one of {', '.join(ACTIVATIONS)}")
     if norm not in NORMS:
         raise ValueError(f"norm: got {norm!r}, expected one of {', '.join(NORMS)}")
     if placement not in PLACEMENTS:
         raise ValueError(f"placement: got {placement!r}, expected one of {', '.join(PLACEMENTS)}")
+
+
+def _block_tail(norm: str, placement: str, activation: str, dropout: float) -> list[Spec]:
+    """What follows a weight layer: Norm -> Act (``before``) or Act -> Norm
+    (``after``), or Act alone; then Dropout when ``dropout > 0``."""
+    act: Spec = ("act", {"fn": activation})
+    if norm == "none":
+        tail = [act]
+    elif placement == "before":
+        tail = [("norm", {}), act]
+    else:
+        tail = [act, ("norm", {})]
+    return tail + ([("dropout", {"p": dropout})] if dropout > 0 else [])
+
+
+def _bias(norm: str, placement: str) -> bool:
+    """A weight layer that feeds a BatchNorm has no bias: BN subtracts the
+    per-channel batch mean, so a per-channel bias cancels exactly. (Before
+    the per-sample norms it would not cancel, so it is kept there.)"""
+    return not (norm == "batch" and placement == "before")
+
+
+def mlp_layers(hidden: Sequence[int], *, activation: str = "relu", norm: str = "none",
+               placement: str = "before", dropout: float = 0.0) -> list[Spec]:
+    """Linear -> [Norm, Act] per hidden width, then a plain Linear to the classes."""
+    _check_choices(activation, norm, placement)
+    specs: list[Spec] = []
+    for width in hidden:
+        specs.append(("linear", {"out": width, "bias": _bias(norm, placement)}))
+        specs += _block_tail(norm, placement, activation, dropout)
+    return specs + [("linear", {"out": None, "bias": True})]
+
+
+def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
+               head: str = "flatten", hidden: Sequence[int] = (), activation: str = "relu",
+               norm: str = "none", placement: str = "before",
+               dropout: float = 0.0) -> list[Spec]:
+    """Per channel count: Conv(k x k, stride 1, 'same' padding) -> [Norm, Act]
+    -> 2x2 pooling (``pool``: max, avg or none); then Flatten or global average
+    pooling (``head``); then the MLP's hidden blocks and the output Linear."""
+    _check_choices(activation, norm, placement)
+    if pool not in POOLS:
+        raise ValueError(f"pool: got {pool!r}, expected one of {', '.join(POOLS)}")
+    if head not in HEADS:
+        raise ValueError(f"head: got {head!r}, expected one of {', '.join(HEADS)}")
+    specs: list[Spec] = []
+    for c in channels:
+        specs.append(("conv", {"out": c, "kernel": kernel, "stride": 1, "padding": kernel // 2,
+                               "bias": _bias(norm, placement)}))
+        specs += _block_tail(norm, placement, activation, dropout)
+        if pool != "none":
+            specs.append((f"{pool}pool", {"kernel": 2}))
+    specs.append(("flatten" if head == "flatten" else "gap", {}))
+    return specs + mlp_layers(hidden, activation=activation, norm=norm, placement=placement,
+                              dropout=dropout)
+
+
+def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
+          rng: np.random.Generator, norm: NormSettings = NormSettings(),
+          weight_scale: float | str = "he", dtype=np.float32) -> Network:
+    """The network a layer list describes, for samples of shape ``in_shape``
+    ((D,) for rows, (C, H, W) for images). Weights are drawn from ``rng`` in
+    layer order; each Dropout gets its own stream drawn from it in turn.
+
+    Names: ``linear{i}`` / ``conv{i}`` for the i-th weight layer and
+    ``{norm}norm{i}``, ``{act}{i}``, ``dropout{i}``, ``{max|avg}pool{i}`` for
+    what follows it; ``flatten``, ``gap`` and ``linear_out`` (the logits)."""
+    shape = tuple(in_shape)
     layers: list[Layer] = []
     names: list[str] = []
-
-    def add(name: str, layer: Layer) -> None:
+    block = 0
+    for kind, opt in specs:
+        if kind == "linear":
+            if len(shape) != 1:
+                raise ValueError(f"linear after a {len(shape)}-D output {shape}: flatten first")
+            out = classes if opt["out"] is None else opt["out"]
+            name = "linear_out" if opt["out"] is None else f"linear{block + 1}"
+            block += opt["out"] is not None
+            layer = Linear(shape[0], out, opt["bias"], rng=rng,
+                           std=init_std(weight_scale, shape[0]), dtype=dtype)
+            shape = (out,)
+        elif kind == "conv":
+            if len(shape) != 3:
+                raise ValueError(f"conv needs (C, H, W) inputs, got {shape}")
+            block += 1
+            name = f"conv{block}"
+            k, s, p = opt["kernel"], opt["stride"], opt["padding"]
+            layer = Conv2d(shape[0], opt["out"], k, s, p, opt["bias"], rng=rng,
+                           std=init_std(weight_scale, shape[0] * k * k), dtype=dtype)
+            shape = (opt["out"], out_size(shape[1], k, s, p), out_size(shape[2], k, s, p))
+        elif kind == "norm":
+            name, layer = f"{norm.kind}norm{block}", norm.make(shape[0], dtype)
+        elif kind == "act":
+            name, layer = f"{opt['fn']}{block}", ACTIVATIONS[opt["fn"]]()
+        elif kind == "dropout":
+            name = f"dropout{block}"
+            layer = Dropout(opt["p"], rng=np.random.default_rng(rng.integers(2**63)))
+        elif kind in ("maxpool", "avgpool"):
+            name = f"{kind}{block}"
+            layer = (MaxPool2d if kind == "maxpool" else AvgPool2d)(opt["kernel"])
+            shape = (shape[0], out_size(shape[1], opt["kernel"], opt["kernel"], 0),
+                     out_size(shape[2], opt["kernel"], opt["kernel"], 0))
+        elif kind in ("flatten", "gap"):
+            name, layer = kind, Flatten() if kind == "flatten" else GlobalAvgPool()
+            shape = (math.prod(shape),) if kind == "flatten" else (shape[0],)
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        if min(shape) < 1:
+            raise ValueError(f"{name}: output shape {shape} is empty")
         names.append(name)
         layers.append(layer)
+    spatial = len(in_shape) > 1
+    return Network(layers, names, dtype, input_shape=tuple(in_shape) if spatial else None,
+                   eval_chunk=CNN_EVAL_CHUNK if spatial else EVAL_CHUNK)
 
-    def make_norm(D: int) -> Layer:
-        if norm == "batch":
-            return BatchNorm(D, momentum, eps, affine, track_running_stats,
-                             convention=convention, dtype=dtype)
-        if norm == "layer":
-            return LayerNorm(D, eps, affine, dtype=dtype)
-        return GroupNorm(D, groups, eps, affine, dtype=dtype)
 
-    fan_in = in_dim
-    for i, width in enumerate(hidden, start=1):
-        bias = not (norm == "batch" and placement == "before")
-        add(f"linear{i}", Linear(fan_in, width, bias, rng=rng,
-                                 std=init_std(weight_scale, fan_in), dtype=dtype))
-        act = ACTIVATIONS[activation]()
-        if norm == "none":
-            add(f"{activation}{i}", act)
-        elif placement == "before":
-            add(f"{norm}norm{i}", make_norm(width))
-            add(f"{activation}{i}", act)
-        else:
-            add(f"{activation}{i}", act)
-            add(f"{norm}norm{i}", make_norm(width))
-        if dropout > 0:
-            add(f"dropout{i}", Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63))))
-        fan_in = width
-    add("linear_out", Linear(fan_in, out_dim, True, rng=rng,
-                             std=init_std(weight_scale, fan_in), dtype=dtype))
-    return MLP(layers, names, dtype)
+def build_mlp(in_dim: int, out_dim: int, hidden: Sequence[int], *, rng: np.random.Generator,
+              activation: str = "relu", norm: str = "none", placement: str = "before",
+              groups: int = 4, dropout: float = 0.0, weight_scale: float | str = "he",
+              momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True,
+              track_running_stats: bool = True, convention: str = "pytorch",
+              dtype=np.float32) -> Network:
+    """``in_dim -> hidden... -> out_dim``: ``build(mlp_layers(...))``."""
+    specs = mlp_layers(hidden, activation=activation, norm=norm, placement=placement,
+                       dropout=dropout)
+    settings = NormSettings(norm, groups, momentum, eps, affine, track_running_stats, convention)
+    return build(specs, (in_dim,), out_dim, rng=rng, norm=settings, weight_scale=weight_scale,
+                 dtype=dtype)

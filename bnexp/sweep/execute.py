@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import runner, store
+from .. import config, runner, store
 from ..provenance import BLAS_ENV
 from ..yamlio import dump_yaml
 from .grid import Point, Sweep, SweepError, build
@@ -55,8 +55,9 @@ def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list
 
 
 def _differing_keys(new: dict, old: dict) -> list[str]:
-    """Dotted keys whose value differs between two configs (the name aside)."""
-    new, old = _flatten(new), _flatten(old)
+    """Dotted keys whose value differs between two configs (the name aside). A
+    key the old config lacks (saved before the key existed) counts as its default."""
+    new, old = _flatten(new), {**_flatten(config.from_dict({}).to_dict()), **_flatten(old)}
     return [k for k in new if k != "name" and old.get(k) != new[k]]
 
 

@@ -1,0 +1,138 @@
+"""Training throughput of a small CNN (issue 14's network: 1x28x28 -> conv3x3
+16 -> BN -> ReLU -> maxpool 2 -> conv3x3 32 -> BN -> ReLU -> maxpool 2 ->
+linear 10; SGD, float32) for bnexp's engine and PyTorch CPU eager (same
+network, batch and thread count), interleaved blocks, medians; then one full
+Fashion-MNIST epoch of `bnexp train` (60,000 training images, with the
+evaluation of both splits before and after), where the data is found.
+
+    python benchmarks/cnn_throughput.py [--threads 1] [--repeats 7] [--block 0.5]
+
+Target: bnexp >= 1.0x PyTorch eager at batch 64 on one thread. The PyTorch
+column is skipped where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as throughput.py: see there
+    os.environ.pop(_var, None)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from throughput import blas_info, cycling, rate  # noqa: E402
+
+from bnexp.engine import make_optimizer  # noqa: E402
+from bnexp.engine.model import NormSettings, build, cnn_layers  # noqa: E402
+
+CHANNELS, LR = [16, 32], 0.01
+BATCHES = [8, 64, 256]
+
+
+def image_batches(batch: int, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+    x = rng.random((batch * 8, 784), dtype=np.float32)
+    y = rng.integers(0, 10, batch * 8)
+    return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(8)]
+
+
+def bnexp_step_fn(batch: int):
+    rng = np.random.default_rng(0)
+    model = build(cnn_layers(CHANNELS, norm="batch"), (1, 28, 28), 10, rng=rng,
+                  norm=NormSettings("batch"), weight_scale="he")
+    opt = make_optimizer("sgd", model.layers, LR)
+    chunks = image_batches(batch, rng)
+
+    def step_on(i):
+        model.loss_and_backward(*chunks[i])
+        opt.step()
+    return cycling(step_on)
+
+
+def torch_step_fn(batch: int, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    chunks = [(torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(y))
+              for x, y in image_batches(batch, np.random.default_rng(0))]
+
+    def step_on(i):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(chunks[i][0]), chunks[i][1])
+        loss.backward()
+        opt.step()
+    return cycling(step_on)
+
+
+def fashion_epoch() -> str:
+    """Wall time of `bnexp train` for one Fashion-MNIST epoch at batch 64."""
+    from bnexp import config
+    from bnexp.datasets import DataError
+    from bnexp.train import train
+
+    cfg = config.from_dict({"data": {"dataset": "fashion-mnist", "n_train": None,
+                                     "n_test": None},
+                            "model": {"arch": "cnn", "channels": CHANNELS, "norm": "batch"},
+                            "init": {"weight_scale": "he"},
+                            "train": {"epochs": 1, "batch_size": 64, "lr": 0.05}})
+    try:
+        t0 = time.perf_counter()
+        result = train(cfg)
+    except DataError as exc:
+        return f"skipped ({exc})"
+    total = time.perf_counter() - t0
+    evals = result.metrics[0]["elapsed"] + (total - result.metrics[-1]["elapsed"])
+    return (f"{total:.1f} s in all (about {total - evals:.1f} s of training steps, "
+            f"{result.metrics[-1]['test_acc']:.3f} test accuracy after it)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (default 1)")
+    ap.add_argument("--repeats", type=int, default=7, help="blocks per implementation")
+    ap.add_argument("--block", type=float, default=0.5, help="seconds per block")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    ap.add_argument("--no-epoch", action="store_true", help="skip the Fashion-MNIST epoch")
+    args = ap.parse_args()
+    print(f"BLAS: {blas_info(args.threads)}")
+    print(f"numpy {np.__version__}, python {sys.version.split()[0]}, cores {os.cpu_count()}")
+    try:
+        import torch
+
+        print(f"torch {torch.__version__} (threads {args.threads})")
+    except ImportError:
+        torch = None
+        print("torch: not installed, PyTorch column skipped")
+    print(f"medians of {args.repeats} interleaved blocks of {args.block} s\n")
+    head = f"{'batch':>6} {'bnexp/s':>10} {'torch/s':>10} {'vs torch':>9}"
+    print(head)
+    print("-" * len(head))
+    for batch in [int(b) for b in args.batches.split(",")]:
+        fns = {"bnexp": bnexp_step_fn(batch)}
+        if torch is not None:
+            fns["torch"] = torch_step_fn(batch, args.threads)
+        results = {k: [] for k in fns}
+        for _ in range(args.repeats):
+            for k, fn in fns.items():
+                results[k].append(rate(fn, batch, args.block))
+        med = {k: statistics.median(v) for k, v in results.items()}
+        t = med.get("torch")
+        ratio = f"{med['bnexp'] / t:.2f}x" if t else "-"
+        print(f"{batch:>6} {med['bnexp']:>10.0f} {f'{t:.0f}' if t else '-':>10} "
+              f"{ratio:>9}")
+    if not args.no_epoch:
+        print(f"\none Fashion-MNIST epoch, batch 64: {fashion_epoch()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Convolutional networks end to end: config validation and resolution, the
+builder's layer list, training from the CLI (diagnostics per conv layer,
+reproducible whatever the thread count), and sweeps that mix architectures."""
+
+import numpy as np
+import pytest
+import yaml
+from clitools import invoke, read
+
+from bnexp import config
+from bnexp.config import ConfigError, from_dict
+from bnexp.train import build_model, train
+
+CNN = {"name": "cnn", "seed": 1, "data": {"n_train": 200, "n_test": 100},
+       "model": {"arch": "cnn", "channels": [4, 8], "norm": "batch"},
+       "init": {"weight_scale": "he"}, "train": {"epochs": 2, "batch_size": 20, "lr": 0.1},
+       "eval": {"diagnostics_every": 5}}
+
+
+def errors_of(raw):
+    with pytest.raises(ConfigError) as info:
+        from_dict(raw)
+    return info.value.errors
+
+
+def test_defaults_that_depend_on_the_architecture_and_the_norm_are_resolved():
+    mlp, cnn = from_dict({}), from_dict({"model": {"arch": "cnn"}})
+    assert mlp.model.hidden == (100,) * 5 and cnn.model.hidden == ()
+    inst = from_dict({"model": {"arch": "cnn", "norm": "instance"}})
+    assert (inst.norm.affine, inst.norm.track_running_stats) == (False, False)  # PyTorch's
+    assert (cnn.norm.affine, cnn.norm.track_running_stats) == (True, True)
+    chosen = from_dict({"model": {"arch": "cnn", "norm": "instance"},
+                        "norm": {"affine": True, "track_running_stats": True}})
+    assert (chosen.norm.affine, chosen.norm.track_running_stats) == (True, True)
+    # the resolved file holds the values used, so training from it changes nothing
+    assert from_dict(yaml.safe_load(config.dump(inst))) == inst
+
+
+@pytest.mark.parametrize("raw,line", [
+    ({"model": {"norm": "instance"}},
+     "model.norm: got 'instance', expected none, batch, layer or group for model.arch 'mlp' "
+     "(instance norm normalizes over spatial axes: use model.arch cnn)"),
+    ({"model": {"arch": "cnn", "norm": "instance", "hidden": [50]}},
+     "model.hidden: got [50], expected [] with model.norm 'instance' (fully connected layers "
+     "have no spatial axes to normalize over)"),
+    ({"model": {"arch": "cnn", "norm": "group", "groups": 4, "channels": [8, 6]}},
+     "model.groups: got 4, expected a divisor of every channel count and hidden width (6 is "
+     "not divisible by 4; groups that work: 1, 2)"),
+    ({"model": {"arch": "cnn", "channels": [4, 4, 4, 4, 4, 4]}},
+     "model.channels: got [4, 4, 4, 4, 4, 4], 6 conv blocks each halving 28x28 leave no "
+     "pixel; at most 4 with model.pool 'max'"),
+    ({"model": {"arch": "cnn"}, "data": {"dataset": "synthetic", "n_train": 10, "n_test": 10},
+      "train": {"batch_size": 5}},
+     "model.arch: got 'cnn', expected mlp for the synthetic dataset (a CNN needs images: "
+     "mnist5k, mnist or fashion-mnist)"),
+    ({"model": {"arch": "cnn", "kernel": 4}},
+     "model.kernel: got 4, expected an odd integer from 1 to 15 (padded to keep the image size)"),
+    ({"model": {"hidden": []}},
+     "model.hidden: got [], expected at least one width for model.arch 'mlp'"),
+    ({"model": {"arch": "cnn", "channels": [4096, 4096, 4096], "pool": "none"}},
+     "model.channels: got [4096, 4096, 4096], a model of 334,151,690 parameters; at most "
+     "100,000,000 (memory)"),
+])
+def test_cnn_configs_that_cannot_work_are_refused(raw, line):
+    assert errors_of(raw) == [line]
+
+
+def test_six_blocks_fit_without_pooling_and_the_layer_list_is_as_documented():
+    cfg = from_dict({"model": {"arch": "cnn", "channels": [4] * 6, "pool": "none",
+                               "placement": "after", "head": "gap", "norm": "group",
+                               "groups": 2, "dropout": 0.1}})
+    model = build_model(cfg, 784, 10, np.random.default_rng(0))
+    assert model.names[:6] == ["conv1", "relu1", "groupnorm1", "dropout1", "conv2", "relu2"]
+    assert model.names[-2:] == ["gap", "linear_out"]
+    assert "b" in model.layers[0].params  # a bias: no BN follows directly
+    bn = build_model(from_dict(CNN), 784, 10, np.random.default_rng(0))
+    assert bn.names == ["conv1", "batchnorm1", "relu1", "maxpool1", "conv2", "batchnorm2",
+                        "relu2", "maxpool2", "flatten", "linear_out"]
+    assert "b" not in bn.layers[0].params  # BN right after cancels a bias
+    assert bn.layers[-1].params["W"].shape == (8 * 7 * 7, 10)
+    params = sum(a.size for layer in bn.layers for k, a in layer.params.items()
+                 if k in ("W", "b"))
+    assert params == config.param_count(from_dict(CNN), 784, 10) - 4 - 8  # no conv biases
+
+
+def test_a_cnn_learns_on_mnist5k():
+    cfg = from_dict({**CNN, "data": {"n_train": 1000, "n_test": 500},
+                     "train": {"epochs": 2, "batch_size": 32, "lr": 0.05}})
+    result = train(cfg)
+    assert result.status == "completed"
+    assert result.metrics[0]["test_acc"] < 0.2 < 0.8 < result.metrics[-1]["test_acc"]
+
+
+def test_cnn_training_from_the_cli_is_identical_on_one_and_two_threads(tmp_path):
+    path = tmp_path / "cnn.yaml"
+    path.write_text(yaml.safe_dump(CNN))
+    for threads in ("1", "2"):
+        res = invoke("train", path, "--out", tmp_path / threads, "--threads", threads,
+                     "--no-plot")
+        assert res.exit_code == 0, res.output
+    one, two = (tmp_path / t / "cnn" for t in ("1", "2"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]  # noqa
+    assert strip(read(one / "metrics.csv")) == strip(read(two / "metrics.csv"))
+    diag = read(one / "diagnostics.csv")
+    assert {int(r["layer"]) for r in diag} == {1, 2}  # one row per conv block
+    assert all(float(r["grad_norm"]) > 0 for r in diag)
+    assert (one / "diagnostics.csv").read_bytes() == (two / "diagnostics.csv").read_bytes()
+
+
+def test_a_sweep_can_compare_an_mlp_with_a_cnn_and_instance_norm(tmp_path):
+    raw = {**CNN, "name": "arch", "eval": {"diagnostics_every": 0},
+           "train": {"epochs": 1, "batch_size": 20, "lr": 0.1},
+           "model": {"channels": [4], "hidden": None},
+           "sweep": {"grid": {"model.arch": ["mlp", "cnn"]}, "seeds": [0]}}
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = invoke("sweep", path, "--out", tmp_path / "runs", "-j", "1", "--no-plot", "-q")
+    assert res.exit_code == 0, res.output
+    rows = read(tmp_path / "runs" / "arch" / "summary.csv")
+    assert sorted(r["model.arch"] for r in rows) == ["cnn", "mlp"]
+    assert all(r["status"] == "completed" for r in rows)
+    inst = tmp_path / "inst.yaml"
+    inst.write_text(yaml.safe_dump({**raw, "name": "inst", "model": {"arch": "cnn",
+                                    "channels": [4], "norm": "instance"}, "sweep": {}}))
+    res = invoke("train", inst, "--out", tmp_path / "runs", "--no-plot")
+    assert res.exit_code == 0, res.output
+    saved = yaml.safe_load((tmp_path / "runs" / "inst" / "config.yaml").read_text())
+    assert saved["norm"]["affine"] is False and saved["model"]["hidden"] == []
