@@ -449,12 +449,11 @@ IMAGE_SIZE = 28  # every image dataset here: 1 x 28 x 28
 
 def cnn_shapes(m: ModelConfig) -> list[tuple[int, int, int]]:
     """(channels, height, width) after each conv block of a CNN config."""
-    shapes, c, hw = [], 1, IMAGE_SIZE
+    shapes, hw = [], IMAGE_SIZE
     for out in m.channels:
         if m.pool != "none":
             hw //= 2
         shapes.append((out, hw, hw))
-        c = out
     return shapes
 
 

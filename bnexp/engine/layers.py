@@ -21,7 +21,6 @@ import copy
 
 import numpy as np
 
-
 __all__ = [
     "Layer",
     "Linear",
