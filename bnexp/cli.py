@@ -82,14 +82,15 @@ class _Bnexp(click.Group):
 def main() -> None:
     """bnexp: a lab bench for normalization experiments in neural networks.
 
-    Train MLPs on a hand-written NumPy engine with batch, layer or group norm
-    (or none), and see what normalization does.
+    Train MLPs and small CNNs on a hand-written NumPy engine with batch,
+    layer, group or instance norm (or none), and see what normalization does.
 
     \b
     Example:
       bnexp sweep weight_scale        # the book's weight-scale figure (a shipped experiment)
       bnexp list                      # every shipped experiment
       bnexp train book_bn --set model.norm=none --set name=book-none
+      bnexp train book_bn --set model.arch=cnn --set model.norm=group --set name=cnn-gn
       bnexp plot runs/weight-scale
       bnexp report runs/weight-scale  # claim, computed verdict, figures, table
     """
@@ -470,6 +471,45 @@ def verify(path: str, jobs: int | None, quiet: bool) -> None:
                f"{counts['skipped']} skipped")
     if counts["differs"]:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False), default="reduction_axes.png",
+              show_default=True, help="Output file; its extension decides the format.")
+@click.option("--batch", type=click.IntRange(2, 32), default=6, show_default=True,
+              help="Images in the batch (rows of each panel).")
+@click.option("--channels", type=click.IntRange(2, 32), default=8, show_default=True,
+              help="Channels of the conv output (columns of each panel).")
+@click.option("--groups", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="Group norm's groups (must divide --channels).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seed of the images drawn and the conv weights.")
+def axes(out: str, batch: int, channels: int, groups: int, seed: int) -> None:
+    """Draw which values each norm averages over, measured on a real batch.
+
+    A batch of mnist5k images goes through a random 3x3 conv; batch, layer,
+    group and instance norm each normalize its output. Per norm: which
+    (sample, channel) planes share the statistics of one marked plane (found
+    by moving only that plane and seeing which outputs move), and the mean and
+    std over (H, W) that the norm leaves in every plane (Wu & He 2018, Fig. 2).
+
+    \b
+    Example:
+      bnexp axes
+      bnexp axes --channels 16 --groups 4 --out axes.svg
+    """
+    if channels % groups:
+        raise UserError(f"--groups: got {groups}, expected a divisor of --channels {channels}")
+    from .axes import write_reduction_figure
+    from .plot import output_format
+
+    try:
+        output_format(out, None)
+        written = write_reduction_figure(out, batch=batch, channels=channels, groups=groups,
+                                         seed=seed)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from None
+    click.echo(str(written))
 
 
 @main.command("list")

@@ -82,11 +82,12 @@ _DEFERRED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 @contextlib.contextmanager
-def _signals_deferred():
+def signals_deferred():
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends. A handler that
     raises (Ctrl-C's, or a sweep's SIGTERM) could otherwise stop a write between
-    creating its temporary file and renaming or removing it; held, the signal
-    arrives just after, when the write is whole."""
+    creating its temporary file and renaming or removing it, or a sweep between
+    creating a run's folder and writing its run.json; held, the signal arrives
+    just after, when the step is whole. Blocks may nest."""
     if not _DEFERRED or not hasattr(signal, "pthread_sigmask") or (
             threading.current_thread() is not threading.main_thread()):
         yield  # Python runs signal handlers in the main thread only
@@ -104,7 +105,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     a signal that arrives meanwhile takes effect once the write is whole."""
     path = Path(path)
     ensure_dir(path.parent)
-    with _signals_deferred():
+    with signals_deferred():
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX,
                                        dir=path.parent)

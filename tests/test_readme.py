@@ -63,3 +63,10 @@ def test_the_readme_lists_every_status():
 
     for status in STATUSES:
         assert f"`{status}`" in README, status
+
+
+def test_the_cnn_config_in_the_readme_is_valid_and_a_cnn():
+    block = re.search(r"## Convolutional networks.*?```yaml\n(.*?)```", README, re.S).group(1)
+    cfg = config.from_dict(yaml.safe_load(block))
+    assert cfg.model.arch == "cnn" and cfg.model.norm == "group"
+    assert config.cnn_shapes(cfg.model) == [(16, 14, 14), (32, 7, 7)]  # as its comment says

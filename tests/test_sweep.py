@@ -135,6 +135,15 @@ def test_sweep_runs_summarises_and_resumes(tmp_path):
     res = invoke("sweep", cfg, "--out", out, "--no-plot")
     assert "1 completed, 0 diverged, 0 failed, 3 skipped" in res.output
     assert json.loads((victim / "run.json").read_text())["status"] == "completed"
+    # A run saved before a key existed (here: the CNN keys, and hidden given
+    # explicitly as older versions wrote it) is the same config, not a conflict.
+    for row in rows:
+        saved = yaml.safe_load((sdir / row["run_id"] / "config.yaml").read_text())
+        for key in ("arch", "channels", "kernel", "pool", "head"):
+            del saved["model"][key]
+        (sdir / row["run_id"] / "config.yaml").write_text(yaml.safe_dump(saved))
+    res = invoke("sweep", cfg, "--out", out, "--no-plot")
+    assert res.exit_code == 0 and "4 skipped" in res.output, res.output
     # A changed config does not silently mix with the old runs.
     res = invoke("sweep", cfg, "--out", out, "--set", "train.lr=0.2", "--no-plot")
     assert res.exit_code == 2

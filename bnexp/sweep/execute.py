@@ -265,9 +265,12 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
         # sweep keeps every result it has not yet redone.
         p = pending.pop()
         run_dir = sweep_dir / p.run_id
-        store.prepare_run_dir(run_dir, force=True)
         command = runner.reproduce_command(p.config, run_dir)
-        runner.mark(run_dir, p.config, "running", command)
+        # A stop never leaves a run folder without its run.json. (Not around
+        # the submit: a worker started there would inherit the held signals.)
+        with store.signals_deferred():
+            store.prepare_run_dir(run_dir, force=True)
+            runner.mark(run_dir, p.config, "running", command)
         summary.update(p, {"status": "running"})
         in_flight[pool.submit(runner.run_point, p.config.to_dict(), plot)] = p
 
@@ -306,8 +309,9 @@ def _record(fut, p: Point, sweep_dir: Path, outcome: Outcome, summary: Summary) 
         payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
     run_dir = sweep_dir / p.run_id
     payload["info"]["command"] = runner.reproduce_command(p.config, run_dir)
-    runner.write(run_dir, p.config, payload)
-    summary.update(p, payload["info"])
+    with store.signals_deferred():  # the run's files and its summary row together
+        runner.write(run_dir, p.config, payload)
+        summary.update(p, payload["info"])
     status = payload["info"]["status"]
     {"completed": outcome.done, "diverged": outcome.diverged}.get(
         status, outcome.failed).append(p.run_id)
