@@ -14,17 +14,15 @@ column is skipped where torch is not installed.
 from __future__ import annotations
 
 import os
-import sys
 
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as throughput.py: see there
     os.environ.pop(_var, None)
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from throughput import blas_info, cycling, rate  # noqa: E402
+from throughput import cycling, medians, report_environment  # noqa: E402
 
 from bnexp.engine import make_optimizer  # noqa: E402
 from bnexp.engine.model import NormSettings, build, cnn_layers  # noqa: E402
@@ -104,16 +102,7 @@ def main() -> None:
     ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
     ap.add_argument("--no-epoch", action="store_true", help="skip the Fashion-MNIST epoch")
     args = ap.parse_args()
-    print(f"BLAS: {blas_info(args.threads)}")
-    print(f"numpy {np.__version__}, python {sys.version.split()[0]}, cores {os.cpu_count()}")
-    try:
-        import torch
-
-        print(f"torch {torch.__version__} (threads {args.threads})")
-    except ImportError:
-        torch = None
-        print("torch: not installed, PyTorch column skipped")
-    print(f"medians of {args.repeats} interleaved blocks of {args.block} s\n")
+    torch = report_environment(args.threads, args.repeats, args.block)
     head = f"{'batch':>6} {'bnexp/s':>10} {'torch/s':>10} {'vs torch':>9}"
     print(head)
     print("-" * len(head))
@@ -121,11 +110,7 @@ def main() -> None:
         fns = {"bnexp": bnexp_step_fn(batch)}
         if torch is not None:
             fns["torch"] = torch_step_fn(batch, args.threads)
-        results = {k: [] for k in fns}
-        for _ in range(args.repeats):
-            for k, fn in fns.items():
-                results[k].append(rate(fn, batch, args.block))
-        med = {k: statistics.median(v) for k, v in results.items()}
+        med = medians(fns, batch, args.repeats, args.block)
         t = med.get("torch")
         ratio = f"{med['bnexp'] / t:.2f}x" if t else "-"
         print(f"{batch:>6} {med['bnexp']:>10.0f} {f'{t:.0f}' if t else '-':>10} "

@@ -143,6 +143,30 @@ def rate(step, batch: int, seconds: float) -> float:
             return n * batch / dt
 
 
+def report_environment(threads: int, repeats: int, block: float):
+    """Print BLAS, numpy, Python and torch versions; return torch or None."""
+    print(f"BLAS: {blas_info(threads)}")
+    print(f"numpy {np.__version__}, python {sys.version.split()[0]}, cores {os.cpu_count()}")
+    try:
+        import torch
+
+        print(f"torch {torch.__version__} (threads {threads})")
+    except ImportError:
+        torch = None
+        print("torch: not installed, PyTorch column skipped")
+    print(f"medians of {repeats} interleaved blocks of {block} s\n")
+    return torch
+
+
+def medians(fns: dict, batch: int, repeats: int, block: float) -> dict[str, float]:
+    """Samples/s of each step function: interleaved blocks, the median of each."""
+    results = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            results[k].append(rate(fn, batch, block))
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (default 1)")
@@ -153,16 +177,7 @@ def main() -> None:
                     help="floor reads one input batch every step (stays in cache; "
                          "the default cycles through the same 8 batches as the trainers)")
     args = ap.parse_args()
-    print(f"BLAS: {blas_info(args.threads)}")
-    print(f"numpy {np.__version__}, python {sys.version.split()[0]}, cores {os.cpu_count()}")
-    try:
-        import torch
-
-        print(f"torch {torch.__version__} (threads {args.threads})")
-    except ImportError:
-        torch = None
-        print("torch: not installed, PyTorch column skipped")
-    print(f"medians of {args.repeats} interleaved blocks of {args.block} s\n")
+    torch = report_environment(args.threads, args.repeats, args.block)
     head = f"{'batch':>6} {'bnexp/s':>10} {'torch/s':>10} {'floor/s':>10} {'vs torch':>9} {'of floor':>9}"
     print(head)
     print("-" * len(head))
@@ -170,11 +185,7 @@ def main() -> None:
         fns = {"bnexp": bnexp_step_fn(batch), "floor": floor_step_fn(batch, args.fixed_input_floor)}
         if torch is not None:
             fns["torch"] = torch_step_fn(batch, args.threads)
-        results = {k: [] for k in fns}
-        for _ in range(args.repeats):
-            for k, fn in fns.items():
-                results[k].append(rate(fn, batch, args.block))
-        med = {k: statistics.median(v) for k, v in results.items()}
+        med = medians(fns, batch, args.repeats, args.block)
         t = med.get("torch")
         torch_rate = f"{t:.0f}" if t else "-"  # "-" where torch is not installed
         vs_torch = f"{med['bnexp'] / t:.2f}x" if t else "-"

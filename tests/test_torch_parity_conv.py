@@ -59,6 +59,21 @@ def assert_running(ours, theirs):
     assert int(ours.buffers["num_batches_tracked"]) == int(theirs.num_batches_tracked)
 
 
+def train_then_eval(ours, theirs, rng, track):
+    """Three train-mode steps on batches of growing scale and shift (running
+    statistics compared after each when tracked), then one eval-mode batch."""
+    params = affine_pairs(ours, theirs, rng)
+    theirs.train()
+    for step in range(3):
+        x = rng.standard_normal((4, 3, 5, 6)) * (step + 1) + step
+        compare(ours, theirs, x, rng.standard_normal(x.shape), True, params)
+        if track:
+            assert_running(ours, theirs)
+    theirs.eval()
+    x = rng.standard_normal((2, 3, 5, 6)) * 2
+    compare(ours, theirs, x, rng.standard_normal(x.shape), False, params)
+
+
 @pytest.mark.parametrize("stride,padding,bias", [(1, 1, True), (1, 0, False), (2, 1, True),
                                                  (2, 2, False)])
 def test_conv2d(stride, padding, bias):
@@ -104,16 +119,7 @@ def test_batchnorm2d(momentum, track, affine):
     rng = np.random.default_rng(6)
     ours = BatchNorm(3, momentum, 1e-3, affine, track, dtype=np.float64)
     theirs = torch.nn.BatchNorm2d(3, 1e-3, momentum, affine, track, dtype=torch.float64)
-    params = affine_pairs(ours, theirs, rng)
-    theirs.train()
-    for step in range(3):
-        x = rng.standard_normal((4, 3, 5, 6)) * (step + 1) + step
-        compare(ours, theirs, x, rng.standard_normal(x.shape), True, params)
-        if track:
-            assert_running(ours, theirs)
-    theirs.eval()
-    x = rng.standard_normal((2, 3, 5, 6))
-    compare(ours, theirs, x, rng.standard_normal(x.shape), False, params)
+    train_then_eval(ours, theirs, rng, track)
 
 
 def test_batchnorm1d_on_sequences():
@@ -152,16 +158,7 @@ def test_instancenorm2d(affine, track, momentum):
     rng = np.random.default_rng(8)
     ours = InstanceNorm(3, 1e-5, momentum, affine, track, dtype=np.float64)
     theirs = torch.nn.InstanceNorm2d(3, 1e-5, momentum, affine, track, dtype=torch.float64)
-    params = affine_pairs(ours, theirs, rng)
-    theirs.train()
-    for step in range(3):
-        x = rng.standard_normal((4, 3, 5, 6)) * (step + 1) + step
-        compare(ours, theirs, x, rng.standard_normal(x.shape), True, params)
-        if track:
-            assert_running(ours, theirs)
-    theirs.eval()
-    x = rng.standard_normal((2, 3, 5, 6)) * 2
-    compare(ours, theirs, x, rng.standard_normal(x.shape), False, params)
+    train_then_eval(ours, theirs, rng, track)
 
 
 def test_instancenorm_defaults_are_torchs():
