@@ -231,3 +231,21 @@ def test_cnn_training_steps_match_torch(norm, pool, head):
     x = rng.standard_normal((5, 64))
     np.testing.assert_allclose(model.forward(x), net.eval()(torch.tensor(x).reshape(5, 1, 8, 8))
                                .detach().numpy(), **TOL)
+
+
+def test_norms_on_sequences_match_their_1d_counterparts():
+    """(N, C, L) inputs: InstanceNorm1d with running statistics, and GroupNorm."""
+    rng = np.random.default_rng(10)
+    ours = InstanceNorm(4, momentum=0.2, affine=True, track_running_stats=True,
+                        dtype=np.float64)
+    theirs = torch.nn.InstanceNorm1d(4, momentum=0.2, affine=True, track_running_stats=True,
+                                     dtype=torch.float64)
+    params = affine_pairs(ours, theirs, rng)
+    x = rng.standard_normal((3, 4, 9)) * 2 + 1
+    compare(ours, theirs, x, rng.standard_normal(x.shape), True, params)
+    assert_running(ours, theirs)
+    theirs.eval()
+    compare(ours, theirs, x, rng.standard_normal(x.shape), False, params)
+    ours, theirs = GroupNorm(4, 2, dtype=np.float64), torch.nn.GroupNorm(2, 4,
+                                                                         dtype=torch.float64)
+    compare(ours, theirs, x, rng.standard_normal(x.shape), True, affine_pairs(ours, theirs, rng))
