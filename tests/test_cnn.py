@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 from clitools import invoke, read
+from idxdata import write_idx_set
 
 from bnexp import config
 from bnexp.config import ConfigError, from_dict
@@ -126,3 +127,25 @@ def test_a_sweep_can_compare_an_mlp_with_a_cnn_and_instance_norm(tmp_path):
     assert res.exit_code == 0, res.output
     saved = yaml.safe_load((tmp_path / "runs" / "inst" / "config.yaml").read_text())
     assert saved["norm"]["affine"] is False and saved["model"]["hidden"] == []
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_a_cnn_trains_on_idx_datasets(tmp_path, dataset):
+    """MNIST and Fashion-MNIST come as IDX files; their images reach the CNN as
+    (N, 1, 28, 28). MNIST: a small set in the real format. Fashion-MNIST's files
+    are checked against their published checksums, so it takes the real ones."""
+    from bnexp.datasets.download import locate
+
+    if dataset == "mnist":
+        write_idx_set(tmp_path / dataset, n_train=300, n_test=100)
+        data = {"root": str(tmp_path), "n_train": None, "n_test": None}
+    else:
+        if locate(dataset, None) is None:  # never downloads
+            pytest.skip("Fashion-MNIST is not installed here")
+        data = {"n_train": 300, "n_test": 100}
+    cfg = from_dict({**CNN, "data": {"dataset": dataset, **data},
+                     "train": {"epochs": 1, "batch_size": 30, "lr": 0.05},
+                     "eval": {"diagnostics_every": 0}})
+    result = train(cfg)
+    assert result.status == "completed" and len(result.metrics) == 2
+    assert result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"]
