@@ -251,6 +251,8 @@ class TrainConfig:
     weight_decay: float = spec(0.0, number(lo=0.0))
     dtype: str = spec("float32", choice(DTYPES))
     sampling: str = spec("shuffle", choice(SAMPLING))
+    checkpoint_every: int = spec(0, integer(lo=0, hi=100_000),
+                                 "epochs between checkpoints (resume after a kill); 0 = off")
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,22 @@ def run_info(cfg: Config, command: list[str] | None, argv: list[str] | None = No
     return info
 
 
+def resumable(run_dir: Path | None, cfg: Config):
+    """The checkpoint an unfinished run of ``cfg`` left in ``run_dir``, or None
+    (no folder, no checkpoint, a finished run, or a checkpoint of another config)."""
+    from .modelfile import CHECKPOINT_FILE, load_checkpoint
+
+    if run_dir is None or not (Path(run_dir) / CHECKPOINT_FILE).is_file():
+        return None
+    if store.run_status(Path(run_dir)) in store.FINISHED:
+        return None
+    ckpt, config_text = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
+    return ckpt if config_text == dump(cfg) else None
+
+
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
             command: list[str] | None = None, argv: list[str] | None = None,
-            threads: int = 1) -> dict:
+            threads: int = 1, run_dir: Path | None = None) -> dict:
     """Run ``cfg`` and return everything its folder will hold, as plain data
     (picklable: sweep workers send it back to the parent, which writes it).
 
@@ -46,18 +59,34 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     numbers do not depend on the process or machine settings it runs under;
     ``threads`` evaluation threads do not change them either. An exception
     inside the run is caught and returned as status ``failed`` with its
-    traceback; an interrupt propagates.
+    traceback; an interrupt propagates. With ``train.checkpoint_every`` and a
+    ``run_dir``, checkpoints are written there as training goes, and a run
+    that left one there resumes from it.
     """
     from . import train as train_mod
+    from .modelfile import CHECKPOINT_FILE, checkpoint_bytes, model_bytes
     from .provenance import blas, one_blas_thread
 
     info = run_info(cfg, command, argv)
     t0 = time.perf_counter()
-    payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
+    payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None,
+               "model": None}
+    resume = on_checkpoint = None
+    if run_dir is not None and Path(run_dir).is_dir():
+        resume = resumable(run_dir, cfg)
+        if cfg.train.checkpoint_every:
+            config_text = dump(cfg)
+
+            def on_checkpoint(ckpt):
+                store.atomic_write(Path(run_dir) / CHECKPOINT_FILE,
+                                   checkpoint_bytes(ckpt, config_text))
+    if resume is not None:
+        info["resumed_from_epoch"] = resume.epoch
     try:
         with one_blas_thread():
             info["provenance"]["blas"] = blas()  # as the run sees it: one thread
-            result = train_mod.train(cfg, on_eval=on_eval, threads=threads)
+            result = train_mod.train(cfg, on_eval=on_eval, threads=threads,
+                                     on_checkpoint=on_checkpoint, resume=resume)
     except store.StoreError:
         raise  # a folder that cannot be written (a full disk): the caller's problem, not the run's
     except Exception as exc:
@@ -72,6 +101,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         best_test_acc=max(r["test_acc"] for r in result.metrics),
     )
     payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps)
+    if result.status == "completed":
+        payload["model"] = model_bytes(result.model, run=cfg.name, config=dump(cfg))
     if plot:
         from .plot import curves_figure, figure_bytes
 
@@ -112,7 +143,9 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
 
     run_dir = Path(run_dir)
     check(cfg)  # the data and its sizes, before anything is written
-    store.prepare_run_dir(run_dir, force)
+    resume = resumable(run_dir, cfg)
+    if resume is None:
+        store.prepare_run_dir(run_dir, force)
     command = reproduce_command(cfg, run_dir)
     mark(run_dir, cfg, "running", command, argv)
 
@@ -123,7 +156,7 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
 
     try:
         payload = compute(cfg, plot=plot, on_eval=save_metrics, command=command, argv=argv,
-                          threads=threads)
+                          threads=threads, run_dir=run_dir)
     except KeyboardInterrupt:
         info = run_info(cfg, command, argv)
         info.update(status="interrupted", ended=now())
@@ -136,9 +169,11 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
     return info
 
 
-def run_point(config_dict: dict, plot: bool) -> dict:
+def run_point(config_dict: dict, plot: bool, run_dir: str | None = None) -> dict:
     """Worker side of a sweep: compute one run and return its payload (plain
-    data). The parent fills in the command that reproduces it."""
+    data). The parent fills in the command that reproduces it. Checkpoints
+    (``train.checkpoint_every``) go to ``run_dir`` where this worker sees it."""
     from .config import from_dict
 
-    return compute(from_dict(config_dict), plot=plot, command=[])
+    return compute(from_dict(config_dict), plot=plot, command=[],
+                   run_dir=Path(run_dir) if run_dir else None)

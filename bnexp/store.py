@@ -42,7 +42,7 @@ DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "st
                       "unit_p15", "unit_p50", "unit_p85", "grad_norm"]
 STEP_COLUMNS = ["step", "epoch", "loss"]
 RUN_FILES = ("config.yaml", "metrics.csv", "diagnostics.csv", "steps.csv", "run.json",
-             "curves.png")
+             "curves.png", "model.npz", "model_folded.npz", "checkpoint.npz")
 FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
 STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
 TMP_SUFFIX = ".tmp"
@@ -228,15 +228,15 @@ def run_status(run_dir: Path) -> str | None:
 
 # --- run folders -------------------------------------------------------------------
 
-def prepare_run_dir(run_dir: Path, force: bool) -> None:
+def prepare_run_dir(run_dir: Path, force: bool, keep: tuple[str, ...] = ()) -> None:
     """Refuse to overwrite an existing run unless ``force``; with it, remove
-    the old run's files (and nothing else)."""
+    the old run's files (and nothing else), but those named in ``keep``."""
     run_dir = Path(run_dir)
     if run_status(run_dir) is not None or (run_dir / "metrics.csv").exists():
         if not force:
             raise RunExistsError(f"{run_dir} already holds a run; pass --force to overwrite it "
                                  "or choose another name (--set name=...)")
-        for name in RUN_FILES:
+        for name in (n for n in RUN_FILES if n not in keep):
             try:
                 (run_dir / name).unlink(missing_ok=True)
             except OSError as exc:
@@ -260,7 +260,11 @@ def write_run(run_dir: Path, config_text: str, payload: dict) -> None:
         atomic_write(run_dir / "steps.csv", csv_text(payload["steps"], STEP_COLUMNS))
     if payload.get("curves"):
         atomic_write(run_dir / "curves.png", payload["curves"])
+    if payload.get("model"):
+        atomic_write(run_dir / "model.npz", payload["model"])
     write_json(run_dir / "run.json", info)
+    if info["status"] in FINISHED:  # a finished run needs no checkpoint to resume from
+        (run_dir / "checkpoint.npz").unlink(missing_ok=True)
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import IMAGE_SIZE, Config
 from .datasets import Dataset, load_dataset
-from .engine import Network, make_optimizer
+from .engine import Dropout, Network, make_optimizer
 from .engine.model import NormSettings, build, cnn_layers, mlp_layers
 from .provenance import one_blas_thread
 
@@ -29,6 +29,25 @@ class TrainResult:
     diagnostics: list[dict] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
     diverged_at: dict | None = None  # {"step": s, "epoch": e} of the first non-finite loss
+    model: Network | None = None  # the trained model (in the state training left it)
+
+
+@dataclass
+class Checkpoint:
+    """Everything that decides the rest of a run after ``epoch`` epochs: the
+    model's parameters and buffers, the optimizer's state, the random streams
+    still in use (batches, each dropout layer), and what has been recorded.
+    Resuming from it gives the numbers an uninterrupted run gives."""
+
+    epoch: int
+    step: int
+    elapsed: float  # seconds of training behind it (the metrics' elapsed column goes on)
+    model: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray]
+    rngs: dict[str, dict]  # bit generator states by stream: "batches", dropout layer names
+    metrics: list[dict] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,8 @@ def _diagnostics(model: Network, cfg: Config, step: int, epoch: float) -> list[d
 
 def train(cfg: Config, data: Dataset | None = None,
           on_eval: Callable[[dict, TrainResult], None] | None = None,
-          threads: int = 1) -> TrainResult:
+          threads: int = 1, on_checkpoint: Callable[[Checkpoint], None] | None = None,
+          resume: Checkpoint | None = None) -> TrainResult:
     """Train one model as ``cfg`` says; evaluate at epoch 0 and every
     ``eval.every`` epochs (and after the last), both splits in eval mode.
 
@@ -117,7 +137,9 @@ def train(cfg: Config, data: Dataset | None = None,
     incremental saving). A non-finite training loss stops the run with status
     ``diverged``, keeping the metrics so far. Every computation runs with BLAS
     on one thread; ``threads`` threads share the evaluation, which does not
-    change its result.
+    change its result. With ``train.checkpoint_every`` N > 0,
+    ``on_checkpoint(checkpoint)`` receives the state after every N-th epoch
+    (but the last); ``resume`` continues from such a state.
     """
     streams = Streams.from_seed(cfg.seed)
     dtype = np.dtype(cfg.train.dtype)
@@ -127,12 +149,33 @@ def train(cfg: Config, data: Dataset | None = None,
     t = cfg.train
     opt = make_optimizer(t.optimizer, model.layers, t.lr, momentum=t.momentum,
                          nesterov=t.nesterov, weight_decay=t.weight_decay)
-    result = TrainResult(status="completed")
+    result = TrainResult(status="completed", model=model)
     n = len(data.y_train)
     per_epoch = steps_per_epoch(cfg, n)
     xb = np.empty((t.batch_size, data.dim), dtype=dtype)  # reused batch buffer
     start = time.perf_counter()
-    step = 0
+    step, first_epoch = 0, 1
+    dropouts = {name: layer for name, layer in model.named_layers() if isinstance(layer, Dropout)}
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        opt.load_state_dict(resume.optimizer)
+        streams.batches.bit_generator.state = resume.rngs["batches"]
+        for name, layer in dropouts.items():
+            layer.rng.bit_generator.state = resume.rngs[name]
+        result.metrics = [dict(r) for r in resume.metrics]
+        result.diagnostics = [dict(r) for r in resume.diagnostics]
+        result.steps = [dict(r) for r in resume.steps]
+        step, first_epoch = resume.step, resume.epoch + 1
+        start -= resume.elapsed
+
+    def checkpoint(epoch: int) -> None:
+        rngs = {"batches": streams.batches.bit_generator.state,
+                **{name: layer.rng.bit_generator.state for name, layer in dropouts.items()}}
+        on_checkpoint(Checkpoint(epoch, step, round(time.perf_counter() - start, 4),
+                                 model.state_dict(), opt.state_dict(), rngs,
+                                 [dict(r) for r in result.metrics],
+                                 [dict(r) for r in result.diagnostics],
+                                 [dict(r) for r in result.steps]))
 
     def evaluate(epoch: int) -> None:
         train_loss, train_acc = model.evaluate(data.x_train, data.y_train, threads=threads)
@@ -148,8 +191,9 @@ def train(cfg: Config, data: Dataset | None = None,
     # warning. One BLAS thread: the numbers must not depend on the thread count.
     with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore",
                                         under="ignore"):
-        evaluate(0)
-        for epoch in range(1, t.epochs + 1):
+        if resume is None:
+            evaluate(0)
+        for epoch in range(first_epoch, t.epochs + 1):
             for idx in _batches(cfg, n, streams.batches):
                 np.take(data.x_train, idx, axis=0, out=xb)
                 record = cfg.eval.diagnostics_every > 0 and step % cfg.eval.diagnostics_every == 0
@@ -172,4 +216,7 @@ def train(cfg: Config, data: Dataset | None = None,
                     result.status = "diverged"
                     result.diverged_at = {"step": step, "epoch": float(epoch)}
                     return result
+            every = t.checkpoint_every
+            if on_checkpoint is not None and every and epoch % every == 0 and epoch < t.epochs:
+                checkpoint(epoch)
     return result

@@ -36,7 +36,8 @@ def test_train_writes_every_file_with_the_right_columns(tiny, tmp_path):
     assert res.exit_code == 0, res.output
     run = out / "tiny"
     assert sorted(p.name for p in run.iterdir()) == [
-        "config.yaml", "curves.png", "diagnostics.csv", "metrics.csv", "run.json", "steps.csv"]
+        "config.yaml", "curves.png", "diagnostics.csv", "metrics.csv", "model.npz", "run.json",
+        "steps.csv"]
     metrics = read(run / "metrics.csv")
     assert list(metrics[0]) == ["epoch", "step", "train_loss", "train_acc", "test_loss",
                                 "test_acc", "elapsed"]

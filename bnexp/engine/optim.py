@@ -63,6 +63,19 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the state carried between steps (none for plain SGD)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for key, value in self.state_dict().items():
+            if key not in state or np.shape(state[key]) != np.shape(value):
+                raise ValueError(f"optimizer state {key!r} is missing or has another shape")
+        self._load(state)
+
+    def _load(self, state: dict[str, np.ndarray]) -> None:
+        pass
+
 
 class SGD(Optimizer):
     """``p -= lr * g``."""
@@ -83,6 +96,12 @@ class Momentum(Optimizer):
             raise ValueError(f"momentum={momentum} must be in [0, 1)")
         self.momentum, self.nesterov = momentum, nesterov
         self.velocity = np.zeros_like(self.params)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"velocity": self.velocity.copy()}
+
+    def _load(self, state: dict[str, np.ndarray]) -> None:
+        self.velocity[...] = state["velocity"]
 
     def step(self) -> None:
         g, v, tmp = self._grad(), self.velocity, self._tmp
@@ -108,6 +127,14 @@ class Adam(Optimizer):
         self.t = 0
         self.m = np.zeros_like(self.params)
         self.v = np.zeros_like(self.params)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t, dtype=np.int64)}
+
+    def _load(self, state: dict[str, np.ndarray]) -> None:
+        self.m[...] = state["m"]
+        self.v[...] = state["v"]
+        self.t = int(state["t"])
 
     def step(self) -> None:
         self.t += 1

@@ -193,7 +193,7 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
                 old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
                 try:
                     _run_all(pool, min(width, len(todo)), todo, sweep_dir, outcome, fail_fast,
-                             progress, summary, plot)
+                             progress, summary, plot, resume=not force)
                 finally:
                     signal.signal(signal.SIGTERM, old_term)
     finally:
@@ -251,10 +251,13 @@ def shutdown(pool, close) -> None:
         close()
 
 
-def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary, plot) -> None:
+def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary, plot,
+             resume: bool = True) -> None:
     """Keep ``width`` runs in flight, writing each result as it comes back. Only
     that many are ever handed to the executor, so a stop (--fail-fast, Ctrl-C)
-    leaves the rest untouched for the next invocation."""
+    leaves the rest untouched for the next invocation. With ``resume`` an
+    unfinished run keeps its checkpoint, and its worker resumes from it."""
+    keep = ("checkpoint.npz",) if resume else ()
     from concurrent.futures import FIRST_COMPLETED, wait
 
     pending = list(reversed(todo))
@@ -269,10 +272,10 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
         # A stop never leaves a run folder without its run.json. (Not around
         # the submit: a worker started there would inherit the held signals.)
         with store.signals_deferred():
-            store.prepare_run_dir(run_dir, force=True)
+            store.prepare_run_dir(run_dir, force=True, keep=keep)
             runner.mark(run_dir, p.config, "running", command)
         summary.update(p, {"status": "running"})
-        in_flight[pool.submit(runner.run_point, p.config.to_dict(), plot)] = p
+        in_flight[pool.submit(runner.run_point, p.config.to_dict(), plot, str(run_dir))] = p
 
     try:
         while pending and len(in_flight) < width:
