@@ -112,15 +112,18 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
           no_plot: bool, threads: int) -> None:
     """Train one model as CONFIG (a YAML file, or a shipped experiment's name) describes.
 
-    Writes config.yaml (resolved), metrics.csv, run.json, curves.png and,
-    when enabled, diagnostics.csv and steps.csv into OUT/<name>/. The same
-    config and seed give the same metrics, bit for bit, on this machine.
+    Writes config.yaml (resolved), metrics.csv, run.json, curves.png, the
+    trained model (model.npz) and, when enabled, diagnostics.csv and steps.csv
+    into OUT/<name>/. The same config and seed give the same metrics, bit for
+    bit, on this machine. With train.checkpoint_every N, a run killed after a
+    checkpoint resumes from it when the same command runs again (--force
+    starts it over).
 
     \b
     Example:
       bnexp train book_bn
       bnexp train book_bn --set init.weight_scale=1e-4 --set name=tiny --force
-      bnexp train my_experiment.yaml --out results
+      bnexp train my_experiment.yaml --out results --set train.checkpoint_every=5
     """
     cfg = _load_config(config, overrides)
     from .provenance import single_thread_env

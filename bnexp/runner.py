@@ -49,9 +49,12 @@ def resumable(run_dir: Path | None, cfg: Config):
     return ckpt if config_text == dump(cfg) else None
 
 
+_LOOK = object()  # compute's default: look in run_dir for a checkpoint to resume from
+
+
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
             command: list[str] | None = None, argv: list[str] | None = None,
-            threads: int = 1, run_dir: Path | None = None) -> dict:
+            threads: int = 1, run_dir: Path | None = None, resume=_LOOK) -> dict:
     """Run ``cfg`` and return everything its folder will hold, as plain data
     (picklable: sweep workers send it back to the parent, which writes it).
 
@@ -61,7 +64,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     inside the run is caught and returned as status ``failed`` with its
     traceback; an interrupt propagates. With ``train.checkpoint_every`` and a
     ``run_dir``, checkpoints are written there as training goes, and a run
-    that left one there resumes from it.
+    that left one there resumes from it (``resume``: the checkpoint, already
+    read, or None to start afresh).
     """
     from . import train as train_mod
     from .modelfile import CHECKPOINT_FILE, checkpoint_bytes, model_bytes
@@ -71,15 +75,15 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     t0 = time.perf_counter()
     payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None,
                "model": None}
-    resume = on_checkpoint = None
-    if run_dir is not None and Path(run_dir).is_dir():
-        resume = resumable(run_dir, cfg)
-        if cfg.train.checkpoint_every:
-            config_text = dump(cfg)
+    on_checkpoint = None
+    if resume is _LOOK:
+        resume = resumable(run_dir, cfg) if run_dir is not None else None
+    if cfg.train.checkpoint_every and run_dir is not None and Path(run_dir).is_dir():
+        config_text = dump(cfg)
 
-            def on_checkpoint(ckpt):
-                store.atomic_write(Path(run_dir) / CHECKPOINT_FILE,
-                                   checkpoint_bytes(ckpt, config_text))
+        def on_checkpoint(ckpt):
+            store.atomic_write(Path(run_dir) / CHECKPOINT_FILE,
+                               checkpoint_bytes(ckpt, config_text))
     if resume is not None:
         info["resumed_from_epoch"] = resume.epoch
     try:
@@ -143,7 +147,7 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
 
     run_dir = Path(run_dir)
     check(cfg)  # the data and its sizes, before anything is written
-    resume = resumable(run_dir, cfg)
+    resume = None if force else resumable(run_dir, cfg)  # --force starts over
     if resume is None:
         store.prepare_run_dir(run_dir, force)
     command = reproduce_command(cfg, run_dir)
@@ -156,7 +160,7 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
 
     try:
         payload = compute(cfg, plot=plot, on_eval=save_metrics, command=command, argv=argv,
-                          threads=threads, run_dir=run_dir)
+                          threads=threads, run_dir=run_dir, resume=resume)
     except KeyboardInterrupt:
         info = run_info(cfg, command, argv)
         info.update(status="interrupted", ended=now())

@@ -267,3 +267,24 @@ def test_a_checkpoint_of_another_config_or_a_finished_run_is_not_resumed(tmp_pat
     assert runner.resumable(run, other) is None
     (run / "run.json").write_text(json.dumps({"status": "completed"}))
     assert runner.resumable(run, cfg) is None
+
+
+def test_train_resumes_an_unfinished_run_and_force_starts_it_over(tmp_path):
+    from bnexp.config import dump
+
+    cfg = config.from_dict(SMALL)
+    saved = []
+    full = train(cfg, on_checkpoint=saved.append)
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    for force, resumed in ((False, 2), (True, None)):
+        run = tmp_path / "runs" / "small"
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write(run / "checkpoint.npz", checkpoint_bytes(saved[1], dump(cfg)))
+        (run / "run.json").write_text(json.dumps({"status": "running"}))
+        res = invoke("train", path, "--out", tmp_path / "runs", "--no-plot",
+                     *(["--force"] if force else []))
+        assert res.exit_code == 0, res.output
+        info = json.loads((run / "run.json").read_text())
+        assert info.get("resumed_from_epoch") == resumed
+        assert _same_numbers(read(run / "metrics.csv"), full)
