@@ -233,6 +233,8 @@ class NormConfig:
         None, boolean_or_null, "null = the norm's PyTorch default (false for instance)")
     convention: str = spec("pytorch", choice(CONVENTIONS),
                            "running_var: unbiased, starts at 1 | biased, starts at 0")
+    ghost_batch: int | None = spec(None, integer(lo=1, hi=MAX_SAMPLES, allow_none=True),
+                                   "batch norm: statistics per group of this many samples")
 
 
 @dataclass(frozen=True)
@@ -380,6 +382,16 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"model.channels: got {show(list(m.channels))}, {len(m.channels)} conv "
                       f"blocks each halving {IMAGE_SIZE}x{IMAGE_SIZE} leave no pixel; at most "
                       f"{most} with model.pool {m.pool!r}")
+    g = cfg.norm.ghost_batch
+    if g is not None and m.norm != "batch":
+        errors.append(f"norm.ghost_batch: got {g}, expected null with model.norm {m.norm!r} "
+                      "(ghost batches split batch norm's statistics)")
+    elif g is not None and t.batch_size % g:
+        errors.append(f"norm.ghost_batch: got {g}, expected a divisor of train.batch_size "
+                      f"({t.batch_size})")
+    elif g is not None and g < 2 and not cnn:
+        errors.append(f"norm.ghost_batch: got {g}, expected >= 2 with model.arch 'mlp' (a "
+                      "ghost batch of one sample normalizes every unit to beta)")
     if m.norm == "batch" and t.batch_size < 2:
         errors.append(f"train.batch_size: got {t.batch_size}, expected >= 2 with model.norm "
                       "'batch' (a batch of one normalizes every unit to beta)")

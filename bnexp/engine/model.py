@@ -198,11 +198,13 @@ class NormSettings:
     affine: bool = True
     track_running_stats: bool = True
     convention: str = "pytorch"
+    ghost_batch: int | None = None  # batch norm only: statistics per group of this many samples
 
     def make(self, channels: int, dtype) -> Layer:
         if self.kind == "batch":
             return BatchNorm(channels, self.momentum, self.eps, self.affine,
-                             self.track_running_stats, convention=self.convention, dtype=dtype)
+                             self.track_running_stats, convention=self.convention,
+                             ghost_batch=self.ghost_batch, dtype=dtype)
         if self.kind == "layer":
             return LayerNorm(channels, self.eps, self.affine, dtype=dtype)
         if self.kind == "group":

@@ -134,6 +134,12 @@ class BatchNorm(_RunningStats, Layer):
     ``convention="book"`` follows "Deep Learning from Scratch" instead: the
     *biased* batch variance goes into ``running_var``, and both buffers start
     at 0 (its momentum 0.9 is ``momentum=0.1`` here; its eps is 1e-6).
+
+    ``ghost_batch=g`` (ghost batch norm; what K data-parallel devices compute
+    without synchronizing BN): in train mode the batch is split into N / g
+    groups of g consecutive samples, each normalized by its own statistics;
+    the running statistics move toward the average over the groups of their
+    means and (unbiased) variances, as averaging the K devices' buffers would.
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class BatchNorm(_RunningStats, Layer):
         track_running_stats: bool = True,
         *,
         convention: str = "pytorch",
+        ghost_batch: int | None = None,
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
@@ -153,7 +160,9 @@ class BatchNorm(_RunningStats, Layer):
             raise ValueError(f"BatchNorm: convention={convention!r} must be one of "
                              f"{', '.join(CONVENTIONS)}")
         _check_momentum("BatchNorm", momentum)
-        self.convention = convention
+        if ghost_batch is not None and not ghost_batch >= 1:
+            raise ValueError(f"BatchNorm: ghost_batch={ghost_batch} must be >= 1 or None")
+        self.convention, self.ghost_batch = convention, ghost_batch
         self.D, self.momentum, self.eps = D, momentum, eps
         self.affine, self.track_running_stats = affine, track_running_stats
         _affine_params(self, D, affine, dtype)
@@ -190,6 +199,8 @@ class BatchNorm(_RunningStats, Layer):
                 f"spatial size; got input of shape {tuple(x.shape)}); with one, every "
                 "output is beta and every gradient zero"
             )
+        if train and self.ghost_batch is not None:
+            return self._forward_ghost(x)
         w = self._plan(x)
         if x.ndim == 2:
             self._forward_2d(x, w, use_batch)
@@ -261,8 +272,57 @@ class BatchNorm(_RunningStats, Layer):
         np.multiply(w.stats, coef, w.stats)
         np.add(self._running, w.stats, self._running)
 
+    def _forward_ghost(self, x: np.ndarray) -> np.ndarray:
+        """Train mode with ghost batches: x viewed as (K, g, C, L), statistics
+        per group over (g, L). Plain array code: clarity over speed here."""
+        N, C = x.shape[:2]
+        g = self.ghost_batch
+        if N % g:
+            raise ValueError(f"BatchNorm: a batch of {N} does not split into ghost batches of "
+                             f"{g}")
+        K, L = N // g, x.size // (N * C)
+        M = g * L
+        if M < 2:
+            raise ValueError("BatchNorm: a ghost batch needs at least 2 values per channel")
+        xk = x.reshape(K, g, C, L)
+        mean = xk.mean(axis=(1, 3), keepdims=True)  # (K, 1, C, 1)
+        xc = xk - mean
+        var = (xc * xc).mean(axis=(1, 3), keepdims=True)  # biased, per group
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        xhat = xc * inv_std
+        y = xhat
+        if self.affine:
+            y = xhat * self.params["gamma"][:, None] + self.params["beta"][:, None]
+        if self.track_running_stats:
+            count = self._count()
+            f = 1.0 / count if self.momentum is None else self.momentum
+            unbias = M / (M - 1) if self.convention == "pytorch" else 1.0
+            batch = np.stack([mean.mean(axis=0).ravel(), var.mean(axis=0).ravel() * unbias])
+            self._running *= 1.0 - f
+            self._running += (f * batch).astype(self._running.dtype)
+        self._w = ("ghost", xhat, inv_std, x.shape)
+        return y.reshape(x.shape).astype(x.dtype, copy=False)
+
+    def _backward_ghost(self, dy: np.ndarray) -> np.ndarray:
+        _, xhat, inv_std, shape = self._w
+        K, g, C, L = xhat.shape
+        dyk = dy.reshape(K, g, C, L)
+        if self.affine:
+            self.grads["beta"][...] = dyk.sum(axis=(0, 1, 3))
+            self.grads["gamma"][...] = (dyk * xhat).sum(axis=(0, 1, 3))
+            dxhat = dyk * self.params["gamma"][:, None]
+        else:
+            dxhat = dyk
+        M = g * L
+        s1 = dxhat.sum(axis=(1, 3), keepdims=True)
+        s2 = (dxhat * xhat).sum(axis=(1, 3), keepdims=True)
+        dx = (inv_std / M) * (M * dxhat - s1 - xhat * s2)
+        return dx.reshape(shape).astype(dy.dtype, copy=False)
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
         w = self._need_cache("_w")
+        if isinstance(w, tuple):
+            return self._backward_ghost(dy)
         if isinstance(w, _BNWorkND):
             return self._backward_nd(dy, w).reshape(dy.shape)
         N = w.xc.shape[0]
@@ -317,7 +377,8 @@ class BatchNorm(_RunningStats, Layer):
         return (
             f"BatchNorm({self.D}, momentum={self.momentum}, eps={self.eps}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}, "
-            f"convention={self.convention!r})"
+            f"convention={self.convention!r}"
+            + (f", ghost_batch={self.ghost_batch})" if self.ghost_batch is not None else ")")
         )
 
 

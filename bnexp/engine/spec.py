@@ -39,7 +39,7 @@ def describe_layer(layer: Layer) -> dict:
     if isinstance(layer, BatchNorm):
         return {"type": kind, "channels": layer.D, "momentum": layer.momentum, "eps": layer.eps,
                 "affine": layer.affine, "track_running_stats": layer.track_running_stats,
-                "convention": layer.convention}
+                "convention": layer.convention, "ghost_batch": layer.ghost_batch}
     if isinstance(layer, InstanceNorm):
         return {"type": kind, "channels": layer.D, "eps": layer.eps, "momentum": layer.momentum,
                 "affine": layer.affine, "track_running_stats": layer.track_running_stats}
@@ -67,7 +67,8 @@ def build_layer(d: dict, dtype) -> Layer:
                       rng=zero, dtype=dtype)
     if kind == "BatchNorm":
         return BatchNorm(d["channels"], d["momentum"], d["eps"], d["affine"],
-                         d["track_running_stats"], convention=d["convention"], dtype=dtype)
+                         d["track_running_stats"], convention=d["convention"],
+                         ghost_batch=d.get("ghost_batch"), dtype=dtype)
     if kind == "InstanceNorm":
         return InstanceNorm(d["channels"], d["eps"], d["momentum"], d["affine"],
                             d["track_running_stats"], dtype=dtype)
