@@ -367,9 +367,9 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
     if not cnn and not m.hidden:
         errors.append("model.hidden: got [], expected at least one width for model.arch 'mlp'")
     if m.norm == "instance" and not cnn:
-        errors.append("model.norm: got 'instance', expected none, batch, layer or group for "
-                      "model.arch 'mlp' (instance norm normalizes over spatial axes: use "
-                      "model.arch cnn)")
+        errors.append("model.norm: got 'instance', expected none, batch, layer, group or "
+                      "weight for model.arch 'mlp' (instance norm normalizes over spatial axes: "
+                      "use model.arch cnn)")
     elif m.norm == "instance" and m.hidden:
         errors.append(f"model.hidden: got {show(list(m.hidden))}, expected [] with model.norm "
                       "'instance' (fully connected layers have no spatial axes to normalize "

@@ -117,6 +117,7 @@ def _diagnostics(model: Network, cfg: Config, step: int, epoch: float) -> list[d
         p15, p50, p85 = np.percentile(x, [15, 50, 85])
         u15, u50, u85 = np.percentile(x[:, 0], [15, 50, 85])
         weights = layers.get(f"linear{i}") or layers[f"conv{i}"]
+        weights = getattr(weights, "inner", weights)  # weight norm: the effective weight's
         values = {"p15": p15, "p50": p50, "p85": p85, "mean": x.mean(), "std": x.std(),
                   "unit_p15": u15, "unit_p50": u50, "unit_p85": u85,
                   "grad_norm": np.linalg.norm(weights.grads["W"])}

@@ -39,7 +39,8 @@ def test_defaults_that_depend_on_the_architecture_and_the_norm_are_resolved():
 
 @pytest.mark.parametrize("raw,line", [
     ({"model": {"norm": "instance"}},
-     "model.norm: got 'instance', expected none, batch, layer or group for model.arch 'mlp' "
+     "model.norm: got 'instance', expected none, batch, layer, group or weight for model.arch "
+     "'mlp' "
      "(instance norm normalizes over spatial axes: use model.arch cnn)"),
     ({"model": {"arch": "cnn", "norm": "instance", "hidden": [50]}},
      "model.hidden: got [50], expected [] with model.norm 'instance' (fully connected layers "

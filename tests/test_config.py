@@ -46,7 +46,8 @@ def test_every_problem_is_reported_at_once_one_line_each():
         "model.actvation: unknown key (did you mean model.activation?)",
         "model.hidden: got [100, 0], expected a list of at most 100 integers from 1 to 100,000, "
         "e.g. [100, 100] (or null: the default for model.arch)",
-        "model.norm: got 'batchy', expected one of none, batch, layer, group, instance",
+        "model.norm: got 'batchy', expected one of none, batch, layer, group, instance, "
+        "weight",
         "norm.momentum: got 2, expected a number in [0, 1] or null",
         "train.batch_size: got 'big', expected an integer from 1 to 10,000,000",
         "train.lr: got -1, expected a number > 0",

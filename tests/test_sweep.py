@@ -78,7 +78,7 @@ def test_whole_sweep_is_validated_before_anything_runs(tmp_path):
     res = invoke("sweep", cfg, "--out", tmp_path / "runs")
     assert res.exit_code == 2
     assert res.output.strip() == ("error: norm=bogus,seed=0: model.norm: got 'bogus', expected "
-                                  "one of none, batch, layer, group, instance")
+                                  "one of none, batch, layer, group, instance, weight")
     assert not (tmp_path / "runs").exists()
 
 

@@ -18,7 +18,7 @@ from ..choices import HEADS, NORMS, PLACEMENTS, POOLS
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
-from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
 
 # Samples per evaluation chunk: fixed, so results do not depend on threads.
 EVAL_CHUNK = 2048
@@ -71,7 +71,7 @@ class Network:
         self.loss = SoftmaxCrossEntropy()
         self.records: list[Record] = []
         first = self.layers[0]
-        if isinstance(first, (Linear, Conv2d)):
+        if isinstance(first, (Linear, Conv2d, WeightNorm)):
             first.input_grad = False  # the data needs no gradient
 
     def __repr__(self) -> str:
@@ -234,9 +234,10 @@ def _check_choices(activation: str, norm: str, placement: str) -> None:
 
 def _block_tail(norm: str, placement: str, activation: str, dropout: float) -> list[Spec]:
     """What follows a weight layer: Norm -> Act (``before``) or Act -> Norm
-    (``after``), or Act alone; then Dropout when ``dropout > 0``."""
+    (``after``), or Act alone (no norm, or weight norm, which lives in the
+    weight layer); then Dropout when ``dropout > 0``."""
     act: Spec = ("act", {"fn": activation})
-    if norm == "none":
+    if norm in ("none", "weight"):
         tail = [act]
     elif placement == "before":
         tail = [("norm", {}), act]
@@ -258,9 +259,10 @@ def mlp_layers(hidden: Sequence[int], *, activation: str = "relu", norm: str = "
     _check_choices(activation, norm, placement)
     specs: list[Spec] = []
     for width in hidden:
-        specs.append(("linear", {"out": width, "bias": _bias(norm, placement)}))
+        specs.append(("linear", {"out": width, "bias": _bias(norm, placement),
+                                 "weight_norm": norm == "weight"}))
         specs += _block_tail(norm, placement, activation, dropout)
-    return specs + [("linear", {"out": None, "bias": True})]
+    return specs + [("linear", {"out": None, "bias": True, "weight_norm": norm == "weight"})]
 
 
 def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
@@ -278,7 +280,7 @@ def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
     specs: list[Spec] = []
     for c in channels:
         specs.append(("conv", {"out": c, "kernel": kernel, "stride": 1, "padding": kernel // 2,
-                               "bias": _bias(norm, placement)}))
+                               "bias": _bias(norm, placement), "weight_norm": norm == "weight"}))
         specs += _block_tail(norm, placement, activation, dropout)
         if pool != "none":
             specs.append((f"{pool}pool", {"kernel": 2}))
@@ -337,6 +339,8 @@ def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
             shape = (math.prod(shape),) if kind == "flatten" else (shape[0],)
         else:
             raise ValueError(f"unknown layer kind {kind!r}")
+        if opt.get("weight_norm"):
+            layer = WeightNorm(layer)
         if min(shape) < 1:
             raise ValueError(f"{name}: output shape {shape} is empty")
         names.append(name)

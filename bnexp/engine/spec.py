@@ -14,7 +14,7 @@ import numpy as np
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
 from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
 from .model import Network
-from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
 
 FORMAT = 1
 _SIMPLE = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Identity": Identity,
@@ -50,6 +50,8 @@ def describe_layer(layer: Layer) -> dict:
         return {"type": kind, "channels": layer.D, "eps": layer.eps, "affine": layer.affine}
     if isinstance(layer, Dropout):
         return {"type": kind, "p": layer.p}
+    if isinstance(layer, WeightNorm):
+        return {"type": kind, "inner": describe_layer(layer.inner)}
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
         return {"type": kind, "kernel": layer.kernel, "stride": layer.stride}
     raise ValueError(f"no description for layer {layer!r}")
@@ -78,6 +80,8 @@ def build_layer(d: dict, dtype) -> Layer:
         return LayerNorm(d["channels"], d["eps"], d["affine"], dtype=dtype)
     if kind == "Dropout":
         return Dropout(d["p"], rng=zero)  # eval mode only: the identity
+    if kind == "WeightNorm":
+        return WeightNorm(build_layer(d["inner"], dtype))
     if kind in ("MaxPool2d", "AvgPool2d"):
         return (MaxPool2d if kind == "MaxPool2d" else AvgPool2d)(d["kernel"], d["stride"])
     raise ValueError(f"unknown layer type {kind!r}")
