@@ -137,15 +137,15 @@ def test_same_seed_same_model_and_different_seed_differs():
 
 def test_builder_errors_name_the_problem():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="norm: got 'weight'"):
-        build_mlp(3, 2, [4], rng=rng, norm="weight")
+    with pytest.raises(ValueError, match="norm: got 'bogus'"):
+        build_mlp(3, 2, [4], rng=rng, norm="bogus")
     with pytest.raises(ValueError, match="D=10 must be divisible by groups=4"):
         build_mlp(3, 2, [10], rng=rng, norm="group", groups=4)
 
 
 def test_forward_does_not_modify_its_input():
     rng = np.random.default_rng(3)
-    for norm in ("none", "batch", "layer", "group"):
+    for norm in ("none", "batch", "layer", "group", "weight"):
         model = build_mlp(4, 3, [4], rng=rng, norm=norm, groups=2, dtype=np.float64)
         x = rng.standard_normal((5, 4))
         x0 = x.copy()
