@@ -262,6 +262,9 @@ class EvalConfig:
     every: int = spec(1, integer(lo=1))
     diagnostics_every: int = spec(0, integer(lo=0))
     step_loss: bool = spec(False, boolean)
+    precise_bn: int = spec(0, integer(lo=0, hi=100_000),
+                           "batches to recompute BN's running statistics over after "
+                           "training (precise BN); 0 = off")
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,10 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"model.channels: got {show(list(m.channels))}, {len(m.channels)} conv "
                       f"blocks each halving {IMAGE_SIZE}x{IMAGE_SIZE} leave no pixel; at most "
                       f"{most} with model.pool {m.pool!r}")
+    if cfg.eval.precise_bn and not (m.norm == "batch" and cfg.norm.track_running_stats):
+        errors.append(f"eval.precise_bn: got {cfg.eval.precise_bn}, expected 0 unless "
+                      "model.norm is batch with norm.track_running_stats true (it recomputes "
+                      "batch norm's running statistics)")
     g = cfg.norm.ghost_batch
     if g is not None and m.norm != "batch":
         errors.append(f"norm.ghost_batch: got {g}, expected null with model.norm {m.norm!r} "

@@ -52,17 +52,44 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Streams:
-    """Independent random streams, all from the config's seed."""
+    """Independent random streams, all from the config's seed. (A stream added
+    later takes the next child of the seed sequence, so the others keep their
+    numbers.)"""
 
     data: np.random.Generator
     init: np.random.Generator
     batches: np.random.Generator
+    precise: np.random.Generator  # the batches precise BN averages over
 
     @classmethod
     def from_seed(cls, seed: int) -> Streams:
-        data, init, batches = (np.random.default_rng(s)
-                               for s in np.random.SeedSequence(seed).spawn(3))
-        return cls(data, init, batches)
+        return cls(*(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)))
+
+
+def precise_bn(model: Network, x: np.ndarray, batch_size: int, batches: int,
+               rng: np.random.Generator) -> None:
+    """Precise BN: replace every BatchNorm's running statistics by the
+    average, over ``batches`` batches of training samples (drawn without
+    replacement within each pass), of the batch means and unbiased variances,
+    the average the running statistics only approximate with their momentum.
+    Train-mode forward passes only: no parameter changes."""
+    from .engine import BatchNorm
+
+    bns = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = None  # a cumulative average from here
+        bn._work.clear()  # its fixed coefficients came from the momentum
+        bn.buffers["num_batches_tracked"].fill(0)
+    order = np.empty(0, dtype=np.int64)
+    for _ in range(batches):
+        if len(order) < batch_size:
+            order = np.concatenate([order, rng.permutation(len(x))])
+        idx, order = order[:batch_size], order[batch_size:]
+        model.forward(x[idx], train=True)
+    for bn, momentum in zip(bns, saved):
+        bn.momentum = momentum
+        bn._work.clear()
 
 
 def layer_list(cfg: Config) -> list:
@@ -210,6 +237,9 @@ def train(cfg: Config, data: Dataset | None = None,
                     result.diagnostics += _diagnostics(model, cfg, step, frac_epoch)
                 opt.step()
                 step += 1
+            if epoch == t.epochs and cfg.eval.precise_bn:
+                precise_bn(model, data.x_train, t.batch_size, cfg.eval.precise_bn,
+                           streams.precise)
             if epoch % cfg.eval.every == 0 or epoch == t.epochs:
                 evaluate(epoch)
                 last = result.metrics[-1]
