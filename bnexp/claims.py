@@ -39,7 +39,8 @@ Metrics: the summary metrics (``final_test_acc``, ...), ``diverged`` (1 for a
 run that diverged, else 0), ``METRIC@E`` (``test_acc@1``: train/test
 accuracy or loss after epoch E), and ``input_spread_growth`` (the last hidden
 layer's unit-0 input, 15-85th percentile spread at the last recorded step
-over the first; needs diagnostics).
+over the first; needs diagnostics), and ``generalization_gap`` (final train
+accuracy minus final test accuracy).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from .choices import EPOCH_METRICS, SUMMARY_METRICS
 from .stats import LEVEL, Interval, mean_interval, welch_interval
 from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
-EXTRA_METRICS = ("diverged", "input_spread_growth")
+EXTRA_METRICS = ("diverged", "input_spread_growth", "generalization_gap")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -123,6 +124,11 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return 1.0 if run.status == "diverged" else 0.0
     if metric == "input_spread_growth":
         return _spread_growth(run)
+    if metric == "generalization_gap":  # final train minus final test accuracy
+        final = final_values(info)
+        if final["final_train_acc"] is None or final["final_test_acc"] is None:
+            return None
+        return float(final["final_train_acc"]) - float(final["final_test_acc"])
     if "@" in metric:
         base, _, epoch = metric.partition("@")
         rows = [r for r in run.metrics if r["epoch"] == int(epoch)]
@@ -543,9 +549,13 @@ def validate(report: Any, axes: list[tuple[str, list]], table: Table | None = No
             if name not in named and name not in ids:
                 errors.append(f"report.notes: {{{name}}} names no check id or value")
     metrics = report.get("metrics", [])
-    if not isinstance(metrics, list) or not all(m in SUMMARY_METRICS for m in metrics):
+    if not isinstance(metrics, list):
         errors.append(f"report.metrics: got {V.label(metrics)}, expected a list of "
                       f"{', '.join(SUMMARY_METRICS)}")
+    elif not all(m in SUMMARY_METRICS for m in metrics):
+        bad = ", ".join(str(m) for m in metrics if m not in SUMMARY_METRICS)
+        errors.append(f"report.metrics: got {bad} in the list, expected only "
+                      f"{', '.join(SUMMARY_METRICS)} (the table's columns)")
     figures = report.get("figures", [])
     if not isinstance(figures, list):
         errors.append("report.figures: expected a list of figure options")

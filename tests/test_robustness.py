@@ -362,9 +362,9 @@ def test_hand_edited_report_sections_give_one_line(sweep_copy):
     res = invoke("report", sweep_copy)
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output.splitlines() == [
-        f"error: {sweep_copy}/sweep.yaml: report.metrics: got accuracy, expected a list of "
-        "final_train_acc, final_test_acc, best_test_acc, final_train_loss, final_test_loss, "
-        "epochs, seconds",
+        f"error: {sweep_copy}/sweep.yaml: report.metrics: got accuracy in the list, expected "
+        "only final_train_acc, final_test_acc, best_test_acc, final_train_loss, "
+        "final_test_loss, epochs, seconds (the table's columns)",
         f"error: {sweep_copy}/sweep.yaml: report.figures[0].colour: unknown option (expected "
         "kind, panels, lines, x, y, metric, stat, filters, layer, band)"]
 
