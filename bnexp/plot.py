@@ -7,6 +7,7 @@ timestamp or software metadata, so the same inputs give the same bytes.
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,11 +304,15 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str,
         handles["__diverged"] = (hx, "x: run diverged (stopped)")
     fig.legend([h for h, _ in handles.values()], [lab for _, lab in handles.values()],
                loc="lower center", ncol=min(len(handles), 4), frameon=False, fontsize=9)
-    fig.suptitle(f"{data.title}: {METRIC_LABELS.get(metric, metric)} per epoch "
-                 f"(mean over {seeds} seed{'s' if seeds > 1 else ''}"
-                 f"{', ' + BANDS[band] if seeds > 1 else ''}{data.progress_note()})",
-                 fontsize=10)
-    if made:
+    title = (f"{data.title}: {METRIC_LABELS.get(metric, metric)} per epoch "
+             f"(mean over {seeds} seed{'s' if seeds > 1 else ''}"
+             f"{', ' + BANDS[band] if seeds > 1 else ''}{data.progress_note()})")
+    # Wrapped to the figure's width (about 12 characters of 10 pt per inch), so
+    # that a grid of few panels keeps its whole title.
+    width_in = fig.bbox.width / fig.dpi  # a Figure or a SubFigure
+    lines = textwrap.wrap(title, width=max(40, int(width_in * 12)))
+    fig.suptitle("\n".join(lines), fontsize=10)
+    if made:  # tight_layout leaves room for the (wrapped) title itself
         fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     return fig
 
@@ -384,7 +389,7 @@ def bars_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: s
 
     categories = data.axis(x)
     line_values = data.axis(lines) if lines else [None]
-    fig, ax, made = _target(ax, fig, figsize=(max(4.8, 1.2 * len(categories) *
+    fig, ax, made = _target(ax, fig, figsize=(max(6.4, 1.2 * len(categories) *
                                                    max(1, len(line_values)) ** 0.5 + 2), 4.2))
     width = 0.8 / len(line_values)
     for j, lv in enumerate(line_values):

@@ -224,3 +224,17 @@ def test_an_unfinished_sweep_says_so_on_its_figures(sweep_dir, tmp_path, monkeyp
     monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
     plot_mod.plot_path(copy, "final", x="init.weight_scale", lines="model.norm")
     assert figs[-1].axes[0].get_title().endswith("; 15 of 16 runs finished (1 running)")
+
+
+def test_a_grid_of_few_panels_keeps_its_whole_title_on_the_figure(sweep_dir, monkeypatch):
+    """Two panels make a narrow figure: the title wraps instead of running off it."""
+    figs = []
+    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    plot_mod.plot_path(sweep_dir, "grid", panels="model.norm", lines="init.weight_scale",
+                       metric="test_acc")
+    fig = figs[-1]
+    fig.canvas.draw()
+    title = fig._suptitle
+    box = title.get_window_extent(fig.canvas.get_renderer())
+    assert "\n" in title.get_text()  # it did need wrapping
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
