@@ -39,8 +39,9 @@ Metrics: the summary metrics (``final_test_acc``, ...), ``diverged`` (1 for a
 run that diverged, else 0), ``METRIC@E`` (``test_acc@1``: train/test
 accuracy or loss after epoch E), and ``input_spread_growth`` (the last hidden
 layer's unit-0 input, 15-85th percentile spread at the last recorded step
-over the first; needs diagnostics), and ``generalization_gap`` (final train
-accuracy minus final test accuracy).
+over the first; needs diagnostics), ``input_drift`` (the mean step-to-step
+move of that input's median over its mean spread; needs diagnostics), and
+``generalization_gap`` (final train accuracy minus final test accuracy).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from .choices import EPOCH_METRICS, SUMMARY_METRICS
 from .stats import LEVEL, Interval, mean_interval, welch_interval
 from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
-EXTRA_METRICS = ("diverged", "input_spread_growth", "generalization_gap")
+EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -124,6 +125,8 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return 1.0 if run.status == "diverged" else 0.0
     if metric == "input_spread_growth":
         return _spread_growth(run)
+    if metric == "input_drift":
+        return _drift(run)
     if metric == "generalization_gap":  # final train minus final test accuracy
         final = final_values(info)
         if final["final_train_acc"] is None or final["final_test_acc"] is None:
@@ -137,18 +140,37 @@ def run_value(run: RunRecord, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _spread_growth(run: RunRecord) -> float | None:
+def _last_unit(run: RunRecord) -> list[dict] | None:
+    """The last hidden layer's unit-0 diagnostics rows, by step (None without any)."""
     path = run.path / "diagnostics.csv"
     if not path.is_file():
         return None
-    rows = read_csv(path, ["step", "layer", "unit_p15", "unit_p85"])
+    rows = read_csv(path, ["step", "layer", "unit_p15", "unit_p50", "unit_p85"])
     if not rows:
         return None
     last_layer = max(r["layer"] for r in rows)
-    unit = sorted((r for r in rows if r["layer"] == last_layer), key=lambda r: r["step"])
+    return sorted((r for r in rows if r["layer"] == last_layer), key=lambda r: r["step"])
+
+
+def _spread_growth(run: RunRecord) -> float | None:
+    unit = _last_unit(run)
+    if unit is None:
+        return None
     first = unit[0]["unit_p85"] - unit[0]["unit_p15"]
     last = unit[-1]["unit_p85"] - unit[-1]["unit_p15"]
     return last / first if first > 0 else None
+
+
+def _drift(run: RunRecord) -> float | None:
+    """How far the last hidden layer's unit-0 input distribution moves between
+    recorded steps: the mean absolute change of its median, over the mean
+    15-85th percentile spread."""
+    unit = _last_unit(run)
+    if unit is None or len(unit) < 2:
+        return None
+    moves = [abs(b["unit_p50"] - a["unit_p50"]) for a, b in zip(unit, unit[1:])]
+    spread = sum(r["unit_p85"] - r["unit_p15"] for r in unit) / len(unit)
+    return (sum(moves) / len(moves)) / spread if spread > 0 else None
 
 
 # --- selections --------------------------------------------------------------------

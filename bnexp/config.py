@@ -235,6 +235,9 @@ class NormConfig:
                            "running_var: unbiased, starts at 1 | biased, starts at 0")
     ghost_batch: int | None = spec(None, integer(lo=1, hi=MAX_SAMPLES, allow_none=True),
                                    "batch norm: statistics per group of this many samples")
+    noise: float = spec(0.0, number(lo=0.0, hi=10.0),
+                        "> 0: Santurkar et al.'s noisy BN, random drifting scale and shift "
+                        "after every norm layer in training")
 
 
 @dataclass(frozen=True)
@@ -389,6 +392,9 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"eval.precise_bn: got {cfg.eval.precise_bn}, expected 0 unless "
                       "model.norm is batch with norm.track_running_stats true (it recomputes "
                       "batch norm's running statistics)")
+    if cfg.norm.noise and m.norm in ("none", "weight"):
+        errors.append(f"norm.noise: got {cfg.norm.noise:g}, expected 0 with model.norm "
+                      f"{m.norm!r} (the noise follows a norm layer)")
     g = cfg.norm.ghost_batch
     if g is not None and m.norm != "batch":
         errors.append(f"norm.ghost_batch: got {g}, expected null with model.norm {m.norm!r} "

@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import IMAGE_SIZE, Config
 from .datasets import Dataset, load_dataset
-from .engine import Dropout, Network, make_optimizer
+from .engine import Dropout, Network, NoisyShift, make_optimizer
 from .engine.model import NormSettings, build, cnn_layers, mlp_layers
 from .provenance import one_blas_thread
 
@@ -110,7 +110,7 @@ def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator
         raise ValueError(f"model.arch cnn needs {IMAGE_SIZE}x{IMAGE_SIZE} images, "
                          f"got samples of {in_dim} values")
     settings = NormSettings(m.norm, m.groups, n.momentum, n.eps, n.affine,
-                            n.track_running_stats, n.convention, n.ghost_batch)
+                            n.track_running_stats, n.convention, n.ghost_batch, n.noise)
     return build(layer_list(cfg), in_shape, classes, rng=rng, norm=settings,
                  weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype))
 
@@ -183,7 +183,8 @@ def train(cfg: Config, data: Dataset | None = None,
     xb = np.empty((t.batch_size, data.dim), dtype=dtype)  # reused batch buffer
     start = time.perf_counter()
     step, first_epoch = 0, 1
-    dropouts = {name: layer for name, layer in model.named_layers() if isinstance(layer, Dropout)}
+    dropouts = {name: layer for name, layer in model.named_layers()  # layers with own streams
+                if isinstance(layer, (Dropout, NoisyShift))}
     if resume is not None:
         model.load_state_dict(resume.model)
         opt.load_state_dict(resume.optimizer)

@@ -1,7 +1,7 @@
 """bnexp's NumPy training engine: layers, loss, optimizers and the network."""
 
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
-from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
+from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
 from .model import MLP, Network, Record, build_mlp, init_std
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
@@ -10,6 +10,6 @@ from .optim import SGD, Adam, Momentum, Optimizer, make_optimizer
 __all__ = [
     "Adam", "AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Flatten", "GlobalAvgPool",
     "GroupNorm", "Identity", "InstanceNorm", "Layer", "LayerNorm", "Linear", "MLP",
-    "MaxPool2d", "Momentum", "Network", "Optimizer", "Record", "ReLU", "SGD", "Sigmoid",
+    "MaxPool2d", "Momentum", "Network", "NoisyShift", "Optimizer", "Record", "ReLU", "SGD", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "WeightNorm", "build_mlp", "init_std", "make_optimizer",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "Tanh",
     "Identity",
     "Dropout",
+    "NoisyShift",
 ]
 
 
@@ -276,3 +277,46 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout(p={self.p})"
+
+
+class NoisyShift(Layer):
+    """Santurkar et al. (2018)'s "noisy BN" noise, placed after a norm layer:
+    in train mode each unit (channel) is scaled and shifted by random amounts
+    drawn anew at every step from distributions that themselves change every
+    step, so the layer's output distribution never settles:
+
+        m, l ~ U(-sigma, sigma)                 per step (the drifting means)
+        s_j = exp(N(l, sigma^2)), b_j ~ N(m, sigma^2)   per unit
+        y = x * s + b
+
+    Identity in eval mode (and for sigma = 0). x: (N, C, ...) -> same shape."""
+
+    def __init__(self, sigma: float, *, rng: np.random.Generator) -> None:
+        super().__init__()
+        if not sigma >= 0:
+            raise ValueError(f"NoisyShift: sigma={sigma} must be >= 0")
+        self.sigma, self.rng = sigma, rng
+        self._scale: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        if not train or self.sigma == 0.0:
+            self._scale = None
+            return x
+        C, sig = x.shape[1], self.sigma
+        m, log_mean = self.rng.uniform(-sig, sig, 2)
+        scale = np.exp(self.rng.normal(log_mean, sig, C)).astype(x.dtype)
+        shift = self.rng.normal(m, sig, C).astype(x.dtype)
+        per = (C,) + (1,) * (x.ndim - 2)
+        self._scale = scale.reshape(per)
+        y = self._buf("y", x.shape, x.dtype)
+        np.multiply(x, self._scale, out=y)
+        return np.add(y, shift.reshape(per), out=y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._scale is None:
+            return dy
+        dx = self._buf("dx", dy.shape, dy.dtype)
+        return np.multiply(dy, self._scale, out=dx)
+
+    def __repr__(self) -> str:
+        return f"NoisyShift(sigma={self.sigma})"

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..choices import HEADS, NORMS, PLACEMENTS, POOLS
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
-from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
+from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
 
@@ -199,6 +199,7 @@ class NormSettings:
     track_running_stats: bool = True
     convention: str = "pytorch"
     ghost_batch: int | None = None  # batch norm only: statistics per group of this many samples
+    noise: float = 0.0  # > 0: Santurkar et al.'s noise after every norm layer (NoisyShift)
 
     def make(self, channels: int, dtype) -> Layer:
         if self.kind == "batch":
@@ -324,6 +325,10 @@ def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
             shape = (opt["out"], out_size(shape[1], k, s, p), out_size(shape[2], k, s, p))
         elif kind == "norm":
             name, layer = f"{norm.kind}norm{block}", norm.make(shape[0], dtype)
+            if norm.noise > 0:  # the noise layer follows (its stream: after the loop)
+                names.append(name)
+                layers.append(layer)
+                name, layer = f"noise{block}", NoisyShift(norm.noise, rng=None)
         elif kind == "act":
             name, layer = f"{opt['fn']}{block}", ACTIVATIONS[opt["fn"]]()
         elif kind == "dropout":
@@ -345,6 +350,9 @@ def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
             raise ValueError(f"{name}: output shape {shape} is empty")
         names.append(name)
         layers.append(layer)
+    for layer in layers:  # drawn after every weight, so noise leaves the weights as they were
+        if isinstance(layer, NoisyShift):
+            layer.rng = np.random.default_rng(rng.integers(2**63))
     spatial = len(in_shape) > 1
     return Network(layers, names, dtype, input_shape=tuple(in_shape) if spatial else None,
                    eval_chunk=CNN_EVAL_CHUNK if spatial else EVAL_CHUNK)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
-from .layers import Dropout, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
+from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .model import Network
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
 
@@ -50,6 +50,8 @@ def describe_layer(layer: Layer) -> dict:
         return {"type": kind, "channels": layer.D, "eps": layer.eps, "affine": layer.affine}
     if isinstance(layer, Dropout):
         return {"type": kind, "p": layer.p}
+    if isinstance(layer, NoisyShift):
+        return {"type": kind, "sigma": layer.sigma}
     if isinstance(layer, WeightNorm):
         return {"type": kind, "inner": describe_layer(layer.inner)}
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
@@ -80,6 +82,8 @@ def build_layer(d: dict, dtype) -> Layer:
         return LayerNorm(d["channels"], d["eps"], d["affine"], dtype=dtype)
     if kind == "Dropout":
         return Dropout(d["p"], rng=zero)  # eval mode only: the identity
+    if kind == "NoisyShift":
+        return NoisyShift(d["sigma"], rng=zero)  # eval mode only: the identity
     if kind == "WeightNorm":
         return WeightNorm(build_layer(d["inner"], dtype))
     if kind in ("MaxPool2d", "AvgPool2d"):
