@@ -183,13 +183,13 @@ def train(cfg: Config, data: Dataset | None = None,
     xb = np.empty((t.batch_size, data.dim), dtype=dtype)  # reused batch buffer
     start = time.perf_counter()
     step, first_epoch = 0, 1
-    dropouts = {name: layer for name, layer in model.named_layers()  # layers with own streams
+    own_streams = {name: layer for name, layer in model.named_layers()  # dropout, noise
                 if isinstance(layer, (Dropout, NoisyShift))}
     if resume is not None:
         model.load_state_dict(resume.model)
         opt.load_state_dict(resume.optimizer)
         streams.batches.bit_generator.state = resume.rngs["batches"]
-        for name, layer in dropouts.items():
+        for name, layer in own_streams.items():
             layer.rng.bit_generator.state = resume.rngs[name]
         result.metrics = [dict(r) for r in resume.metrics]
         result.diagnostics = [dict(r) for r in resume.diagnostics]
@@ -199,7 +199,7 @@ def train(cfg: Config, data: Dataset | None = None,
 
     def checkpoint(epoch: int) -> None:
         rngs = {"batches": streams.batches.bit_generator.state,
-                **{name: layer.rng.bit_generator.state for name, layer in dropouts.items()}}
+                **{name: layer.rng.bit_generator.state for name, layer in own_streams.items()}}
         on_checkpoint(Checkpoint(epoch, step, round(time.perf_counter() - start, 4),
                                  model.state_dict(), opt.state_dict(), rngs,
                                  [dict(r) for r in result.metrics],
