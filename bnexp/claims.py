@@ -40,8 +40,10 @@ run that diverged, else 0), ``METRIC@E`` (``test_acc@1``: train/test
 accuracy or loss after epoch E), and ``input_spread_growth`` (the last hidden
 layer's unit-0 input, 15-85th percentile spread at the last recorded step
 over the first; needs diagnostics), ``input_drift`` (the mean step-to-step
-move of that input's median over its mean spread; needs diagnostics), and
-``generalization_gap`` (final train accuracy minus final test accuracy).
+move of that input's median over its mean spread; needs diagnostics),
+``generalization_gap`` (final train accuracy minus final test accuracy), and
+``loss_range`` and ``beta_smoothness`` (Santurkar et al.'s loss landscape and
+effective smoothness along the gradient; need eval.landscape_every).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ from .choices import EPOCH_METRICS, SUMMARY_METRICS
 from .stats import LEVEL, Interval, mean_interval, welch_interval
 from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
-EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap")
+EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap",
+                 "loss_range", "beta_smoothness")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -127,6 +130,8 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return _spread_growth(run)
     if metric == "input_drift":
         return _drift(run)
+    if metric in ("loss_range", "beta_smoothness"):
+        return _landscape(run, metric)
     if metric == "generalization_gap":  # final train minus final test accuracy
         final = final_values(info)
         if final["final_train_acc"] is None or final["final_test_acc"] is None:
@@ -159,6 +164,28 @@ def _spread_growth(run: RunRecord) -> float | None:
     first = unit[0]["unit_p85"] - unit[0]["unit_p15"]
     last = unit[-1]["unit_p85"] - unit[-1]["unit_p15"]
     return last / first if first > 0 else None
+
+
+def _landscape(run: RunRecord, metric: str) -> float | None:
+    """From landscape.csv (eval.landscape_every), averaged over the probed steps:
+    ``loss_range``, the largest minus the smallest loss along the gradient over
+    the probe's step sizes; ``beta_smoothness``, the largest gradient change per
+    unit of distance moved, ||grad(theta - eta g) - g|| / (eta ||g||).
+    Non-finite probes (a step size that diverges) are left out."""
+    path = run.path / "landscape.csv"
+    if not path.is_file():
+        return None
+    by_step: dict[int, list[dict]] = {}
+    for r in read_csv(path, ["step", "eta", "loss", "grad_change", "grad_norm"]):
+        if math.isfinite(r["loss"]) and math.isfinite(r["grad_change"]):
+            by_step.setdefault(r["step"], []).append(r)
+    values = []
+    for rows in by_step.values():
+        if metric == "loss_range":
+            values.append(max(r["loss"] for r in rows) - min(r["loss"] for r in rows))
+        elif rows[0]["grad_norm"] > 0:
+            values.append(max(r["grad_change"] / (r["eta"] * r["grad_norm"]) for r in rows))
+    return sum(values) / len(values) if values else None
 
 
 def _drift(run: RunRecord) -> float | None:

@@ -265,6 +265,9 @@ class EvalConfig:
     every: int = spec(1, integer(lo=1))
     diagnostics_every: int = spec(0, integer(lo=0))
     step_loss: bool = spec(False, boolean)
+    landscape_every: int = spec(0, integer(lo=0),
+                                "steps between loss-landscape probes along the gradient "
+                                "(Santurkar et al.); 0 = off")
     precise_bn: int = spec(0, integer(lo=0, hi=100_000),
                            "batches to recompute BN's running statistics over after "
                            "training (precise BN); 0 = off")

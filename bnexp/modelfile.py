@@ -83,7 +83,8 @@ def checkpoint_bytes(ckpt, config_text: str) -> bytes:
     """A ``train.Checkpoint`` and the config it belongs to, as .npz bytes."""
     meta = {"kind": "checkpoint", "config": config_text, "epoch": ckpt.epoch,
             "step": ckpt.step, "elapsed": ckpt.elapsed, "rngs": ckpt.rngs,
-            "metrics": ckpt.metrics, "diagnostics": ckpt.diagnostics, "steps": ckpt.steps}
+            "metrics": ckpt.metrics, "diagnostics": ckpt.diagnostics, "steps": ckpt.steps,
+            "landscape": ckpt.landscape}
     arrays = {**{f"model/{k}": v for k, v in ckpt.model.items()},
               **{f"optimizer/{k}": v for k, v in ckpt.optimizer.items()}}
     return _npz_bytes(meta, arrays)
@@ -103,7 +104,7 @@ def load_checkpoint(path: Path):
     try:
         ckpt = Checkpoint(meta["epoch"], meta["step"], meta["elapsed"], part("model/"),
                           part("optimizer/"), meta["rngs"], meta["metrics"],
-                          meta["diagnostics"], meta["steps"])
+                          meta["diagnostics"], meta["steps"], meta.get("landscape", []))
     except KeyError as exc:
         raise ModelFileError(f"{path}: incomplete checkpoint (no {exc})") from None
     return ckpt, meta["config"]

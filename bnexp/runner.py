@@ -104,7 +104,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         final={k: final[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")},
         best_test_acc=max(r["test_acc"] for r in result.metrics),
     )
-    payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps)
+    payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps,
+                   landscape=result.landscape)
     if result.status == "completed":
         payload["model"] = model_bytes(result.model, run=cfg.name, config=dump(cfg))
     if plot:

@@ -41,8 +41,9 @@ METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test
 DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "std",
                       "unit_p15", "unit_p50", "unit_p85", "grad_norm"]
 STEP_COLUMNS = ["step", "epoch", "loss"]
+LANDSCAPE_COLUMNS = ["step", "epoch", "eta", "loss", "grad_change", "grad_norm"]
 RUN_FILES = ("config.yaml", "metrics.csv", "diagnostics.csv", "steps.csv", "run.json",
-             "curves.png", "model.npz", "model_folded.npz", "checkpoint.npz")
+             "curves.png", "model.npz", "model_folded.npz", "checkpoint.npz", "landscape.csv")
 FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
 STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
 TMP_SUFFIX = ".tmp"
@@ -258,6 +259,9 @@ def write_run(run_dir: Path, config_text: str, payload: dict) -> None:
                      csv_text(payload["diagnostics"], DIAGNOSTIC_COLUMNS))
     if payload.get("steps") and info["status"] != "failed":
         atomic_write(run_dir / "steps.csv", csv_text(payload["steps"], STEP_COLUMNS))
+    if payload.get("landscape") and info["status"] != "failed":
+        atomic_write(run_dir / "landscape.csv",
+                     csv_text(payload["landscape"], LANDSCAPE_COLUMNS))
     if payload.get("curves"):
         atomic_write(run_dir / "curves.png", payload["curves"])
     if payload.get("model"):

@@ -30,6 +30,7 @@ class TrainResult:
     steps: list[dict] = field(default_factory=list)
     diverged_at: dict | None = None  # {"step": s, "epoch": e} of the first non-finite loss
     model: Network | None = None  # the trained model (in the state training left it)
+    landscape: list[dict] = field(default_factory=list)  # eval.landscape_every probes
 
 
 @dataclass
@@ -48,6 +49,42 @@ class Checkpoint:
     metrics: list[dict] = field(default_factory=list)
     diagnostics: list[dict] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
+    landscape: list[dict] = field(default_factory=list)
+
+
+# Step sizes of a landscape probe, as multiples of train.lr (Santurkar et al. move
+# along the gradient over a range of step sizes around the one training takes).
+LANDSCAPE_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _landscape(model: Network, opt, x: np.ndarray, y: np.ndarray, lr: float, step: int,
+               epoch: float, own_streams: dict) -> list[dict]:
+    """Probe the loss and gradient at theta - eta * g for each step size eta, on
+    this step's batch, in train mode (Santurkar et al. 2018, section 3.1): rows
+    of (eta, loss there, ||gradient there - g||, ||g||). Parameters, gradients,
+    running statistics and random streams are put back afterwards, so training
+    goes on exactly as without the probe."""
+    theta, g = opt.params.copy(), opt.grads.copy()
+    buffers = [(layer, {k: v.copy() for k, v in layer.buffers.items()})
+               for layer in model.layers if layer.buffers]
+    streams = {name: layer.rng.bit_generator.state for name, layer in own_streams.items()}
+    g_norm = float(np.linalg.norm(g))
+    rows = []
+    for m in LANDSCAPE_MULTIPLIERS:
+        eta = m * lr
+        np.subtract(theta, eta * g, out=opt.params)
+        loss = model.loss_and_backward(x, y)
+        change = float(np.linalg.norm(opt.grads - g)) if np.isfinite(loss) else float("nan")
+        rows.append({"step": step, "epoch": epoch, "eta": eta, "loss": float(loss),
+                     "grad_change": change, "grad_norm": g_norm})
+        for layer, saved in buffers:
+            for k, v in saved.items():
+                layer.buffers[k][...] = v
+        for name, layer in own_streams.items():
+            layer.rng.bit_generator.state = streams[name]
+    opt.params[...] = theta
+    opt.grads[...] = g
+    return rows
 
 
 @dataclass(frozen=True)
@@ -194,6 +231,7 @@ def train(cfg: Config, data: Dataset | None = None,
         result.metrics = [dict(r) for r in resume.metrics]
         result.diagnostics = [dict(r) for r in resume.diagnostics]
         result.steps = [dict(r) for r in resume.steps]
+        result.landscape = [dict(r) for r in resume.landscape]
         step, first_epoch = resume.step, resume.epoch + 1
         start -= resume.elapsed
 
@@ -204,7 +242,8 @@ def train(cfg: Config, data: Dataset | None = None,
                                  model.state_dict(), opt.state_dict(), rngs,
                                  [dict(r) for r in result.metrics],
                                  [dict(r) for r in result.diagnostics],
-                                 [dict(r) for r in result.steps]))
+                                 [dict(r) for r in result.steps],
+                                 [dict(r) for r in result.landscape]))
 
     def evaluate(epoch: int) -> None:
         train_loss, train_acc = model.evaluate(data.x_train, data.y_train, threads=threads)
@@ -236,6 +275,10 @@ def train(cfg: Config, data: Dataset | None = None,
                     return result
                 if record:
                     result.diagnostics += _diagnostics(model, cfg, step, frac_epoch)
+                probe = cfg.eval.landscape_every
+                if probe and step % probe == 0:
+                    result.landscape += _landscape(model, opt, xb, data.y_train[idx], t.lr,
+                                                   step, frac_epoch, own_streams)
                 opt.step()
                 step += 1
             if epoch == t.epochs and cfg.eval.precise_bn:

@@ -17,11 +17,18 @@ from pathlib import Path
 
 from . import provenance, runner, store
 from .config import ConfigError, load
-from .store import DIAGNOSTIC_COLUMNS, METRIC_COLUMNS, STEP_COLUMNS, StoreError
+from .store import (
+    DIAGNOSTIC_COLUMNS,
+    LANDSCAPE_COLUMNS,
+    METRIC_COLUMNS,
+    STEP_COLUMNS,
+    StoreError,
+)
 
 FILES = (("metrics.csv", "metrics", METRIC_COLUMNS), ("diagnostics.csv", "diagnostics",
                                                       DIAGNOSTIC_COLUMNS),
-         ("steps.csv", "steps", STEP_COLUMNS))
+         ("steps.csv", "steps", STEP_COLUMNS),
+         ("landscape.csv", "landscape", LANDSCAPE_COLUMNS))
 IGNORED = ("elapsed",)  # wall-clock time: never the same twice
 
 
