@@ -17,7 +17,7 @@ SAMPLING = ("shuffle", "replacement")
 INIT_NAMES = ("he", "xavier")
 CONVENTIONS = ("pytorch", "book")
 
-PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations")
+PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations", "landscape")
 # The metrics of one evaluation (metrics.csv's columns, what figures plot) and of
 # one run (summary.csv's columns, what reports tabulate and checks test).
 EPOCH_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")

@@ -350,6 +350,8 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
       final        final/best metric vs a swept key, mean and 95% interval over seeds
       heatmap      final metric over two swept keys, values in the cells
       activations  15/50/85th percentiles of a hidden unit's input (diagnostics)
+      landscape    loss along the gradient over training, min to max, per --lines
+                   value (eval.landscape_every; Santurkar et al. 2018, Fig. 4)
 
     \b
     Example:

@@ -239,7 +239,7 @@ def test_report_of_an_incomplete_sweep_says_so(tmp_path):
     ({"notes": "see {nothing}"}, "report.notes: {nothing} names no check id or value"),
     ({"figures": [{"kind": "pie"}]},
      "report.figures[0].kind: got 'pie', expected one of curves, grid, final, heatmap, "
-     "activations"),
+     "activations, landscape"),
     ({"metrics": ["accuracy"]},
      "report.metrics: got accuracy in the list, expected only final_train_acc, "
      "final_test_acc, best_test_acc, final_train_loss, final_test_loss, epochs, seconds (the "
