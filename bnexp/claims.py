@@ -43,7 +43,9 @@ over the first; needs diagnostics), ``input_drift`` (the mean step-to-step
 move of that input's median over its mean spread; needs diagnostics),
 ``generalization_gap`` (final train accuracy minus final test accuracy), and
 ``loss_range`` and ``beta_smoothness`` (Santurkar et al.'s loss landscape and
-effective smoothness along the gradient; need eval.landscape_every).
+effective smoothness along the gradient; need eval.landscape_every), and
+``ics_l2`` and ``ics_cosine`` (their internal covariate shift, averaged over
+layers and steps; need eval.ics_every).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from .stats import LEVEL, Interval, mean_interval, welch_interval
 from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
 EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap",
-                 "loss_range", "beta_smoothness")
+                 "loss_range", "beta_smoothness", "ics_l2", "ics_cosine")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -132,6 +134,8 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return _drift(run)
     if metric in ("loss_range", "beta_smoothness"):
         return _landscape(run, metric)
+    if metric in ("ics_l2", "ics_cosine"):
+        return _ics(run, metric.removeprefix("ics_"))
     if metric == "generalization_gap":  # final train minus final test accuracy
         final = final_values(info)
         if final["final_train_acc"] is None or final["final_test_acc"] is None:
@@ -185,6 +189,18 @@ def _landscape(run: RunRecord, metric: str) -> float | None:
             values.append(max(r["loss"] for r in rows) - min(r["loss"] for r in rows))
         elif rows[0]["grad_norm"] > 0:
             values.append(max(r["grad_change"] / (r["eta"] * r["grad_norm"]) for r in rows))
+    return sum(values) / len(values) if values else None
+
+
+def _ics(run: RunRecord, column: str) -> float | None:
+    """From ics.csv (eval.ics_every): the mean over measured steps and over every
+    weight layer but the first (whose ICS is zero by definition) of ||G - G'|| /
+    ||G|| (``l2``) or cos(G, G') (``cosine``)."""
+    path = run.path / "ics.csv"
+    if not path.is_file():
+        return None
+    values = [r[column] for r in read_csv(path, ["layer", column])
+              if r["layer"] > 1 and math.isfinite(r[column])]
     return sum(values) / len(values) if values else None
 
 

@@ -268,6 +268,9 @@ class EvalConfig:
     landscape_every: int = spec(0, integer(lo=0),
                                 "steps between loss-landscape probes along the gradient "
                                 "(Santurkar et al.); 0 = off")
+    ics_every: int = spec(0, integer(lo=0),
+                          "steps between measurements of internal covariate shift "
+                          "(Santurkar et al.); 0 = off")
     precise_bn: int = spec(0, integer(lo=0, hi=100_000),
                            "batches to recompute BN's running statistics over after "
                            "training (precise BN); 0 = off")

@@ -84,7 +84,7 @@ def checkpoint_bytes(ckpt, config_text: str) -> bytes:
     meta = {"kind": "checkpoint", "config": config_text, "epoch": ckpt.epoch,
             "step": ckpt.step, "elapsed": ckpt.elapsed, "rngs": ckpt.rngs,
             "metrics": ckpt.metrics, "diagnostics": ckpt.diagnostics, "steps": ckpt.steps,
-            "landscape": ckpt.landscape}
+            "landscape": ckpt.landscape, "ics": ckpt.ics}
     arrays = {**{f"model/{k}": v for k, v in ckpt.model.items()},
               **{f"optimizer/{k}": v for k, v in ckpt.optimizer.items()}}
     return _npz_bytes(meta, arrays)
@@ -104,7 +104,8 @@ def load_checkpoint(path: Path):
     try:
         ckpt = Checkpoint(meta["epoch"], meta["step"], meta["elapsed"], part("model/"),
                           part("optimizer/"), meta["rngs"], meta["metrics"],
-                          meta["diagnostics"], meta["steps"], meta.get("landscape", []))
+                          meta["diagnostics"], meta["steps"], meta.get("landscape", []),
+                          meta.get("ics", []))
     except KeyError as exc:
         raise ModelFileError(f"{path}: incomplete checkpoint (no {exc})") from None
     return ckpt, meta["config"]

@@ -105,7 +105,7 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         best_test_acc=max(r["test_acc"] for r in result.metrics),
     )
     payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps,
-                   landscape=result.landscape)
+                   landscape=result.landscape, ics=result.ics)
     if result.status == "completed":
         payload["model"] = model_bytes(result.model, run=cfg.name, config=dump(cfg))
     if plot:

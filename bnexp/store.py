@@ -42,8 +42,10 @@ DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "st
                       "unit_p15", "unit_p50", "unit_p85", "grad_norm"]
 STEP_COLUMNS = ["step", "epoch", "loss"]
 LANDSCAPE_COLUMNS = ["step", "epoch", "eta", "loss", "grad_change", "grad_norm"]
+ICS_COLUMNS = ["step", "epoch", "layer", "l2", "cosine"]
 RUN_FILES = ("config.yaml", "metrics.csv", "diagnostics.csv", "steps.csv", "run.json",
-             "curves.png", "model.npz", "model_folded.npz", "checkpoint.npz", "landscape.csv")
+             "curves.png", "model.npz", "model_folded.npz", "checkpoint.npz", "landscape.csv",
+             "ics.csv")
 FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
 STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
 TMP_SUFFIX = ".tmp"
@@ -262,6 +264,8 @@ def write_run(run_dir: Path, config_text: str, payload: dict) -> None:
     if payload.get("landscape") and info["status"] != "failed":
         atomic_write(run_dir / "landscape.csv",
                      csv_text(payload["landscape"], LANDSCAPE_COLUMNS))
+    if payload.get("ics") and info["status"] != "failed":
+        atomic_write(run_dir / "ics.csv", csv_text(payload["ics"], ICS_COLUMNS))
     if payload.get("curves"):
         atomic_write(run_dir / "curves.png", payload["curves"])
     if payload.get("model"):

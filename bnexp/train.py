@@ -31,6 +31,7 @@ class TrainResult:
     diverged_at: dict | None = None  # {"step": s, "epoch": e} of the first non-finite loss
     model: Network | None = None  # the trained model (in the state training left it)
     landscape: list[dict] = field(default_factory=list)  # eval.landscape_every probes
+    ics: list[dict] = field(default_factory=list)  # eval.ics_every measurements
 
 
 @dataclass
@@ -50,6 +51,12 @@ class Checkpoint:
     diagnostics: list[dict] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
     landscape: list[dict] = field(default_factory=list)
+    ics: list[dict] = field(default_factory=list)
+
+
+def _set_streams(own_streams: dict, states: dict) -> None:
+    for name, layer in own_streams.items():
+        layer.rng.bit_generator.state = states[name]
 
 
 # Step sizes of a landscape probe, as multiples of train.lr (Santurkar et al. move
@@ -58,7 +65,7 @@ LANDSCAPE_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def _landscape(model: Network, opt, x: np.ndarray, y: np.ndarray, lr: float, step: int,
-               epoch: float, own_streams: dict) -> list[dict]:
+               epoch: float, own_streams: dict, drawn: dict) -> list[dict]:
     """Probe the loss and gradient at theta - eta * g for each step size eta, on
     this step's batch, in train mode (Santurkar et al. 2018, section 3.1): rows
     of (eta, loss there, ||gradient there - g||, ||g||). Parameters, gradients,
@@ -68,6 +75,7 @@ def _landscape(model: Network, opt, x: np.ndarray, y: np.ndarray, lr: float, ste
     buffers = [(layer, {k: v.copy() for k, v in layer.buffers.items()})
                for layer in model.layers if layer.buffers]
     streams = {name: layer.rng.bit_generator.state for name, layer in own_streams.items()}
+    _set_streams(own_streams, drawn)  # the step's own dropout masks and noise
     g_norm = float(np.linalg.norm(g))
     rows = []
     for m in LANDSCAPE_MULTIPLIERS:
@@ -80,8 +88,53 @@ def _landscape(model: Network, opt, x: np.ndarray, y: np.ndarray, lr: float, ste
         for layer, saved in buffers:
             for k, v in saved.items():
                 layer.buffers[k][...] = v
-        for name, layer in own_streams.items():
-            layer.rng.bit_generator.state = streams[name]
+        _set_streams(own_streams, drawn)
+    _set_streams(own_streams, streams)
+    opt.params[...] = theta
+    opt.grads[...] = g
+    return rows
+
+
+def _ics(model: Network, opt, x: np.ndarray, y: np.ndarray, lr: float, step: int,
+         epoch: float, own_streams: dict, drawn: dict) -> list[dict]:
+    """Internal covariate shift as Santurkar et al. (2018, section 2.2) define it:
+    for the i-th weight layer, G is its weight gradient now, and G' its weight
+    gradient on the same batch after every layer before it has taken this
+    step's update (an SGD step of size lr); rows of (layer i, ||G - G'|| /
+    ||G||, cos(G, G')). Zero for the first layer by definition. Everything is
+    put back afterwards, so training goes on exactly as without it."""
+    theta, g = opt.params.copy(), opt.grads.copy()
+    buffers = [(layer, {k: v.copy() for k, v in layer.buffers.items()})
+               for layer in model.layers if layer.buffers]
+    streams = {name: layer.rng.bit_generator.state for name, layer in own_streams.items()}
+    _set_streams(own_streams, drawn)  # the step's own dropout masks and noise
+    # Each layer's slice of the packed parameters, in order; a weight layer's "W"
+    # (or weight norm's "v") gradient is what ICS compares.
+    offsets, i = {}, 0
+    for layer, key in opt.slots:
+        offsets[(id(layer), key)] = (i, i + layer.params[key].size)
+        i += layer.params[key].size
+    weight_layers = [(n, layer) for n, layer in model.named_layers()
+                     if "W" in layer.params or "v" in layer.params]
+    rows = []
+    for index, (name, layer) in enumerate(weight_layers, start=1):
+        key = "W" if "W" in layer.params else "v"
+        lo, hi = offsets[(id(layer), key)]
+        start = min(offsets[(id(layer), k)][0] for k in layer.params)
+        opt.params[...] = theta
+        opt.params[:start] -= lr * g[:start]  # every layer before this one takes its step
+        model.loss_and_backward(x, y)
+        G, G2 = g[lo:hi].astype(np.float64), opt.grads[lo:hi].astype(np.float64)
+        norm, norm2 = np.linalg.norm(G), np.linalg.norm(G2)
+        rows.append({"step": step, "epoch": epoch, "layer": index,
+                     "l2": float(np.linalg.norm(G - G2) / norm) if norm > 0 else float("nan"),
+                     "cosine": float(G @ G2 / (norm * norm2)) if norm * norm2 > 0
+                     else float("nan")})
+        for lay, saved in buffers:
+            for k, v in saved.items():
+                lay.buffers[k][...] = v
+        _set_streams(own_streams, drawn)
+    _set_streams(own_streams, streams)
     opt.params[...] = theta
     opt.grads[...] = g
     return rows
@@ -232,6 +285,7 @@ def train(cfg: Config, data: Dataset | None = None,
         result.diagnostics = [dict(r) for r in resume.diagnostics]
         result.steps = [dict(r) for r in resume.steps]
         result.landscape = [dict(r) for r in resume.landscape]
+        result.ics = [dict(r) for r in resume.ics]
         step, first_epoch = resume.step, resume.epoch + 1
         start -= resume.elapsed
 
@@ -243,7 +297,8 @@ def train(cfg: Config, data: Dataset | None = None,
                                  [dict(r) for r in result.metrics],
                                  [dict(r) for r in result.diagnostics],
                                  [dict(r) for r in result.steps],
-                                 [dict(r) for r in result.landscape]))
+                                 [dict(r) for r in result.landscape],
+                                 [dict(r) for r in result.ics]))
 
     def evaluate(epoch: int) -> None:
         train_loss, train_acc = model.evaluate(data.x_train, data.y_train, threads=threads)
@@ -265,6 +320,11 @@ def train(cfg: Config, data: Dataset | None = None,
             for idx in _batches(cfg, n, streams.batches):
                 np.take(data.x_train, idx, axis=0, out=xb)
                 record = cfg.eval.diagnostics_every > 0 and step % cfg.eval.diagnostics_every == 0
+                probes = [(every, fn) for every, fn in ((cfg.eval.ics_every, _ics),
+                                                        (cfg.eval.landscape_every, _landscape))
+                          if every and step % every == 0]
+                drawn = ({name: layer.rng.bit_generator.state  # before this step's draws
+                          for name, layer in own_streams.items()} if probes else None)
                 loss = model.loss_and_backward(xb, data.y_train[idx], record=record)
                 frac_epoch = epoch - 1 + (step % per_epoch) / per_epoch
                 if cfg.eval.step_loss:
@@ -275,10 +335,10 @@ def train(cfg: Config, data: Dataset | None = None,
                     return result
                 if record:
                     result.diagnostics += _diagnostics(model, cfg, step, frac_epoch)
-                probe = cfg.eval.landscape_every
-                if probe and step % probe == 0:
-                    result.landscape += _landscape(model, opt, xb, data.y_train[idx], t.lr,
-                                                   step, frac_epoch, own_streams)
+                for _, fn in probes:
+                    rows = fn(model, opt, xb, data.y_train[idx], t.lr, step, frac_epoch,
+                              own_streams, drawn)
+                    (result.ics if fn is _ics else result.landscape).extend(rows)
                 opt.step()
                 step += 1
             if epoch == t.epochs and cfg.eval.precise_bn:

@@ -19,6 +19,7 @@ from . import provenance, runner, store
 from .config import ConfigError, load
 from .store import (
     DIAGNOSTIC_COLUMNS,
+    ICS_COLUMNS,
     LANDSCAPE_COLUMNS,
     METRIC_COLUMNS,
     STEP_COLUMNS,
@@ -28,7 +29,8 @@ from .store import (
 FILES = (("metrics.csv", "metrics", METRIC_COLUMNS), ("diagnostics.csv", "diagnostics",
                                                       DIAGNOSTIC_COLUMNS),
          ("steps.csv", "steps", STEP_COLUMNS),
-         ("landscape.csv", "landscape", LANDSCAPE_COLUMNS))
+         ("landscape.csv", "landscape", LANDSCAPE_COLUMNS),
+         ("ics.csv", "ics", ICS_COLUMNS))
 IGNORED = ("elapsed",)  # wall-clock time: never the same twice
 
 

@@ -26,10 +26,10 @@ def test_a_zero_step_changes_nothing_and_a_quadratic_is_exact():
     opt = make_optimizer("sgd", net.layers, 0.1)
     x, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
     loss = net.loss_and_backward(x, y)
-    rows = train_mod._landscape(net, opt, x, y, 0.0, 0, 0.0, {})  # lr 0: every eta is 0
+    rows = train_mod._landscape(net, opt, x, y, 0.0, 0, 0.0, {}, {})  # lr 0: every eta is 0
     assert all(r["loss"] == pytest.approx(loss, abs=1e-12) and r["grad_change"] < 1e-12
                for r in rows)
-    rows = train_mod._landscape(net, opt, x, y, 0.01, 0, 0.0, {})
+    rows = train_mod._landscape(net, opt, x, y, 0.01, 0, 0.0, {}, {})
     g2 = rows[0]["grad_norm"] ** 2
     for r in rows:  # to first order the loss falls by eta * ||g||^2 along -g
         assert r["loss"] - loss == pytest.approx(-r["eta"] * g2, rel=0.2)
