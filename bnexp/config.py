@@ -235,6 +235,11 @@ class NormConfig:
                            "running_var: unbiased, starts at 1 | biased, starts at 0")
     ghost_batch: int | None = spec(None, integer(lo=1, hi=MAX_SAMPLES, allow_none=True),
                                    "batch norm: statistics per group of this many samples")
+    renorm: bool = spec(False, boolean, "batch renormalization (Ioffe 2017), train mode")
+    rmax: float = spec(3.0, number(lo=1.0), "batch renorm: the largest r, after warm-up")
+    dmax: float = spec(5.0, number(lo=0.0), "batch renorm: the largest |d|, after warm-up")
+    renorm_warmup: int = spec(0, integer(lo=0), "batch renorm: steps over which rmax and dmax "
+                              "grow from 1 and 0")
     noise: float = spec(0.0, number(lo=0.0, hi=10.0),
                         "> 0: Santurkar et al.'s noisy BN, random drifting scale and shift "
                         "after every norm layer in training")
@@ -398,6 +403,11 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"eval.precise_bn: got {cfg.eval.precise_bn}, expected 0 unless "
                       "model.norm is batch with norm.track_running_stats true (it recomputes "
                       "batch norm's running statistics)")
+    if cfg.norm.renorm and not (m.norm == "batch" and cfg.norm.track_running_stats
+                                and cfg.norm.ghost_batch is None):
+        errors.append("norm.renorm: got true, expected false unless model.norm is batch with "
+                      "norm.track_running_stats true and no norm.ghost_batch (it corrects batch "
+                      "statistics toward the running ones)")
     if cfg.norm.noise and m.norm in ("none", "weight"):
         errors.append(f"norm.noise: got {cfg.norm.noise:g}, expected 0 with model.norm "
                       f"{m.norm!r} (the noise follows a norm layer)")

@@ -200,7 +200,8 @@ def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator
         raise ValueError(f"model.arch cnn needs {IMAGE_SIZE}x{IMAGE_SIZE} images, "
                          f"got samples of {in_dim} values")
     settings = NormSettings(m.norm, m.groups, n.momentum, n.eps, n.affine,
-                            n.track_running_stats, n.convention, n.ghost_batch, n.noise)
+                            n.track_running_stats, n.convention, n.ghost_batch, n.noise,
+                            (n.rmax, n.dmax, n.renorm_warmup) if n.renorm else None)
     return build(layer_list(cfg), in_shape, classes, rng=rng, norm=settings,
                  weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype))
 

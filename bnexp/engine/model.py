@@ -200,12 +200,13 @@ class NormSettings:
     convention: str = "pytorch"
     ghost_batch: int | None = None  # batch norm only: statistics per group of this many samples
     noise: float = 0.0  # > 0: Santurkar et al.'s noise after every norm layer (NoisyShift)
+    renorm: tuple[float, float, int] | None = None  # batch renorm's (rmax, dmax, warm-up)
 
     def make(self, channels: int, dtype) -> Layer:
         if self.kind == "batch":
             return BatchNorm(channels, self.momentum, self.eps, self.affine,
                              self.track_running_stats, convention=self.convention,
-                             ghost_batch=self.ghost_batch, dtype=dtype)
+                             ghost_batch=self.ghost_batch, renorm=self.renorm, dtype=dtype)
         if self.kind == "layer":
             return LayerNorm(channels, self.eps, self.affine, dtype=dtype)
         if self.kind == "group":

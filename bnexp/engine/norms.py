@@ -152,6 +152,7 @@ class BatchNorm(_RunningStats, Layer):
         *,
         convention: str = "pytorch",
         ghost_batch: int | None = None,
+        renorm: tuple[float, float, int] | None = None,
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
@@ -162,7 +163,11 @@ class BatchNorm(_RunningStats, Layer):
         _check_momentum("BatchNorm", momentum)
         if ghost_batch is not None and not ghost_batch >= 1:
             raise ValueError(f"BatchNorm: ghost_batch={ghost_batch} must be >= 1 or None")
-        self.convention, self.ghost_batch = convention, ghost_batch
+        if renorm is not None and not (renorm[0] >= 1 and renorm[1] >= 0 and renorm[2] >= 0
+                                       and track_running_stats):
+            raise ValueError(f"BatchNorm: renorm={renorm} needs rmax >= 1, dmax >= 0, "
+                             "warm-up >= 0 and running statistics")
+        self.convention, self.ghost_batch, self.renorm = convention, ghost_batch, renorm
         self.D, self.momentum, self.eps = D, momentum, eps
         self.affine, self.track_running_stats = affine, track_running_stats
         _affine_params(self, D, affine, dtype)
@@ -201,6 +206,8 @@ class BatchNorm(_RunningStats, Layer):
             )
         if train and self.ghost_batch is not None:
             return self._forward_ghost(x)
+        if train and self.renorm is not None:
+            return self._forward_renorm(x)
         w = self._plan(x)
         if x.ndim == 2:
             self._forward_2d(x, w, use_batch)
@@ -303,6 +310,55 @@ class BatchNorm(_RunningStats, Layer):
         self._w = ("ghost", xhat, inv_std, x.shape)
         return y.reshape(x.shape).astype(x.dtype, copy=False)
 
+    def _forward_renorm(self, x: np.ndarray) -> np.ndarray:
+        """Batch renormalization (Ioffe 2017), train mode: y = gamma * (xhat * r
+        + d) + beta with the batch's xhat, r = clip(std_B / std, 1/rmax, rmax) and
+        d = clip((mean_B - mean) / std, -dmax, dmax) from the running mean and
+        std, both held constant in the backward pass. rmax and dmax grow
+        linearly from 1 and 0 over the first ``warm-up`` steps (BN until then)."""
+        rmax_end, dmax_end, warmup = self.renorm
+        t = int(self.buffers["num_batches_tracked"])
+        ramp = min(1.0, t / warmup) if warmup else 1.0
+        rmax, dmax = 1.0 + (rmax_end - 1.0) * ramp, dmax_end * ramp
+        N, C = x.shape[:2]
+        x3 = x.reshape(N, C, -1)
+        M = x3.shape[0] * x3.shape[2]
+        mean = x3.mean(axis=(0, 2))
+        xc = x3 - mean[:, None]
+        var = (xc * xc).mean(axis=(0, 2))
+        std_b = np.sqrt(var + self.eps)
+        run_std = np.sqrt(self._running[1].astype(np.float64) + self.eps)
+        r = np.clip(std_b / run_std, 1.0 / rmax, rmax)
+        d = np.clip((mean - self._running[0]) / run_std, -dmax, dmax)
+        xhat = xc / std_b[:, None]
+        z = xhat * r[:, None] + d[:, None]
+        y = z
+        if self.affine:
+            y = z * self.params["gamma"][:, None] + self.params["beta"][:, None]
+        count = self._count()
+        f = 1.0 / count if self.momentum is None else self.momentum
+        unbias = M / (M - 1) if self.convention == "pytorch" else 1.0
+        self._running *= 1.0 - f
+        self._running += (f * np.stack([mean, var * unbias])).astype(self._running.dtype)
+        self._w = ("renorm", xhat, 1.0 / std_b, r, z, x.shape)
+        return y.reshape(x.shape).astype(x.dtype, copy=False)
+
+    def _backward_renorm(self, dy: np.ndarray) -> np.ndarray:
+        _, xhat, inv_std, r, z, shape = self._w
+        N, C, L = xhat.shape
+        dy3 = dy.reshape(N, C, L)
+        if self.affine:
+            self.grads["beta"][...] = dy3.sum(axis=(0, 2))
+            self.grads["gamma"][...] = (dy3 * z).sum(axis=(0, 2))
+            dxhat = dy3 * (self.params["gamma"] * r)[:, None]
+        else:
+            dxhat = dy3 * r[:, None]
+        M = N * L
+        s1 = dxhat.sum(axis=(0, 2))[:, None]
+        s2 = (dxhat * xhat).sum(axis=(0, 2))[:, None]
+        dx = (inv_std[:, None] / M) * (M * dxhat - s1 - xhat * s2)
+        return dx.reshape(shape).astype(dy.dtype, copy=False)
+
     def _backward_ghost(self, dy: np.ndarray) -> np.ndarray:
         _, xhat, inv_std, shape = self._w
         K, g, C, L = xhat.shape
@@ -322,7 +378,7 @@ class BatchNorm(_RunningStats, Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         w = self._need_cache("_w")
         if isinstance(w, tuple):
-            return self._backward_ghost(dy)
+            return self._backward_ghost(dy) if w[0] == "ghost" else self._backward_renorm(dy)
         if isinstance(w, _BNWorkND):
             return self._backward_nd(dy, w).reshape(dy.shape)
         N = w.xc.shape[0]

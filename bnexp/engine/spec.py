@@ -39,7 +39,8 @@ def describe_layer(layer: Layer) -> dict:
     if isinstance(layer, BatchNorm):
         return {"type": kind, "channels": layer.D, "momentum": layer.momentum, "eps": layer.eps,
                 "affine": layer.affine, "track_running_stats": layer.track_running_stats,
-                "convention": layer.convention, "ghost_batch": layer.ghost_batch}
+                "convention": layer.convention, "ghost_batch": layer.ghost_batch,
+                "renorm": list(layer.renorm) if layer.renorm else None}
     if isinstance(layer, InstanceNorm):
         return {"type": kind, "channels": layer.D, "eps": layer.eps, "momentum": layer.momentum,
                 "affine": layer.affine, "track_running_stats": layer.track_running_stats}
@@ -72,7 +73,8 @@ def build_layer(d: dict, dtype) -> Layer:
     if kind == "BatchNorm":
         return BatchNorm(d["channels"], d["momentum"], d["eps"], d["affine"],
                          d["track_running_stats"], convention=d["convention"],
-                         ghost_batch=d.get("ghost_batch"), dtype=dtype)
+                         ghost_batch=d.get("ghost_batch"),
+                         renorm=tuple(d["renorm"]) if d.get("renorm") else None, dtype=dtype)
     if kind == "InstanceNorm":
         return InstanceNorm(d["channels"], d["eps"], d["momentum"], d["affine"],
                             d["track_running_stats"], dtype=dtype)
