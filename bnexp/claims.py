@@ -64,7 +64,8 @@ from .stats import LEVEL, Interval, mean_interval, welch_interval
 from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
 EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap",
-                 "loss_range", "beta_smoothness", "ics_l2", "ics_cosine")
+                 "loss_range", "grad_predictiveness", "beta_smoothness", "ics_l2",
+                 "ics_cosine")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -132,7 +133,7 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return _spread_growth(run)
     if metric == "input_drift":
         return _drift(run)
-    if metric in ("loss_range", "beta_smoothness"):
+    if metric in ("loss_range", "grad_predictiveness", "beta_smoothness"):
         return _landscape(run, metric)
     if metric in ("ics_l2", "ics_cosine"):
         return _ics(run, metric.removeprefix("ics_"))
@@ -173,9 +174,12 @@ def _spread_growth(run: RunRecord) -> float | None:
 def _landscape(run: RunRecord, metric: str) -> float | None:
     """From landscape.csv (eval.landscape_every), averaged over the probed steps:
     ``loss_range``, the largest minus the smallest loss along the gradient over
-    the probe's step sizes; ``beta_smoothness``, the largest gradient change per
-    unit of distance moved, ||grad(theta - eta g) - g|| / (eta ||g||).
-    Non-finite probes (a step size that diverges) are left out."""
+    the probe's step sizes; ``grad_predictiveness``, the largest change of the
+    gradient there relative to the gradient, ||grad(theta - eta g) - g|| / ||g||
+    (smaller: the gradient predicts better where a step will land);
+    ``beta_smoothness``, the largest gradient change per unit of distance
+    moved, ||grad(theta - eta g) - g|| / (eta ||g||). Non-finite probes (a step
+    size that diverges) are left out."""
     path = run.path / "landscape.csv"
     if not path.is_file():
         return None
@@ -188,7 +192,8 @@ def _landscape(run: RunRecord, metric: str) -> float | None:
         if metric == "loss_range":
             values.append(max(r["loss"] for r in rows) - min(r["loss"] for r in rows))
         elif rows[0]["grad_norm"] > 0:
-            values.append(max(r["grad_change"] / (r["eta"] * r["grad_norm"]) for r in rows))
+            scale = (lambda r: r["eta"]) if metric == "beta_smoothness" else (lambda r: 1.0)
+            values.append(max(r["grad_change"] / (scale(r) * r["grad_norm"]) for r in rows))
     return sum(values) / len(values) if values else None
 
 

@@ -66,6 +66,9 @@ def test_loss_range_and_beta_smoothness_come_from_the_run_folder(tmp_path):
                            for v in by_step.values()])
     assert claims.run_value(run, "loss_range") == pytest.approx(expect_range, rel=1e-12)
     assert claims.run_value(run, "beta_smoothness") == pytest.approx(expect_beta, rel=1e-12)
+    expect_pred = np.mean([max(r["grad_change"] / r["grad_norm"] for r in v)
+                           for v in by_step.values()])
+    assert claims.run_value(run, "grad_predictiveness") == pytest.approx(expect_pred, rel=1e-12)
 
 
 def test_the_landscape_figure_draws_a_band_per_line_value(tmp_path, monkeypatch):
