@@ -45,7 +45,9 @@ move of that input's median over its mean spread; needs diagnostics),
 ``loss_range`` and ``beta_smoothness`` (Santurkar et al.'s loss landscape and
 effective smoothness along the gradient; need eval.landscape_every), and
 ``ics_l2`` and ``ics_cosine`` (their internal covariate shift, averaged over
-layers and steps; need eval.ics_every).
+layers and steps; need eval.ics_every), and ``variance_shift`` (Li et al.
+2019: BN's input variance after dropout, train mode over eval mode; runs with
+dropout record it).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
 EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap",
                  "loss_range", "grad_predictiveness", "beta_smoothness", "ics_l2",
-                 "ics_cosine")
+                 "ics_cosine", "variance_shift")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -135,6 +137,9 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return _drift(run)
     if metric in ("loss_range", "grad_predictiveness", "beta_smoothness"):
         return _landscape(run, metric)
+    if metric == "variance_shift":  # recorded in run.json by runs with dropout
+        value = info.get("variance_shift")
+        return None if value is None else float(value)
     if metric in ("ics_l2", "ics_cosine"):
         return _ics(run, metric.removeprefix("ics_"))
     if metric == "generalization_gap":  # final train minus final test accuracy

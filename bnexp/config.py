@@ -221,6 +221,9 @@ class ModelConfig:
     placement: str = spec("before", choice(PLACEMENTS))
     groups: int = spec(4, integer(lo=1))
     dropout: float = spec(0.0, number(lo=0.0, hi=0.99))
+    dropout_at: str = spec("blocks", choice(("blocks", "head")),
+                           "blocks: after every block (before the next norm) | head: once, "
+                           "before the output layer")
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         final={k: final[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")},
         best_test_acc=max(r["test_acc"] for r in result.metrics),
     )
+    if result.variance_shift is not None:
+        info["variance_shift"] = result.variance_shift
     payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps,
                    landscape=result.landscape, ics=result.ics)
     if result.status == "completed":

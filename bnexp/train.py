@@ -32,6 +32,7 @@ class TrainResult:
     model: Network | None = None  # the trained model (in the state training left it)
     landscape: list[dict] = field(default_factory=list)  # eval.landscape_every probes
     ics: list[dict] = field(default_factory=list)  # eval.ics_every measurements
+    variance_shift: float | None = None  # BN inputs after dropout: train-mode / eval variance
 
 
 @dataclass
@@ -162,10 +163,49 @@ class Streams:
     init: np.random.Generator
     batches: np.random.Generator
     precise: np.random.Generator  # the batches precise BN averages over
+    shift: np.random.Generator  # the dropout masks of the variance-shift measurement
 
     @classmethod
     def from_seed(cls, seed: int) -> Streams:
-        return cls(*(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)))
+        return cls(*(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)))
+
+
+def variance_shift(model: Network, x: np.ndarray, rng: np.random.Generator) -> float | None:
+    """Li et al. (2019)'s variance shift: for every BatchNorm with a Dropout
+    somewhere before it, the variance of each of its input units over ``x``
+    with the dropouts active (train mode) over the same with them off (eval
+    mode; every other layer in eval mode both times), averaged over units and
+    such layers. Above 1: BN's running statistics, gathered in training, see
+    a wider input than it gets at test time. None where no BN follows a dropout."""
+    from .engine import BatchNorm
+
+    def inputs(dropout_on: bool) -> dict[int, np.ndarray]:
+        h, seen, out = np.asarray(x, dtype=model.dtype), False, {}
+        if model.input_shape is not None:
+            h = h.reshape(len(h), *model.input_shape)
+        for i, layer in enumerate(model.layers):
+            if isinstance(layer, BatchNorm) and seen:
+                out[i] = h.astype(np.float64)
+            seen |= isinstance(layer, Dropout)
+            h = layer.forward(h, isinstance(layer, Dropout) and dropout_on)
+        return out
+
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    saved = [d.rng for d in dropouts]
+    for d in dropouts:
+        d.rng = rng
+    try:
+        on, off = inputs(True), inputs(False)
+    finally:
+        for d, r in zip(dropouts, saved):
+            d.rng = r
+    ratios = []
+    for i in on:
+        axes = (0, *range(2, on[i].ndim))
+        v_on, v_off = on[i].var(axis=axes), off[i].var(axis=axes)
+        keep = v_off > 0
+        ratios.append(float(np.mean(v_on[keep] / v_off[keep])))
+    return float(np.mean(ratios)) if ratios else None
 
 
 def precise_bn(model: Network, x: np.ndarray, batch_size: int, batches: int,
@@ -198,7 +238,7 @@ def layer_list(cfg: Config) -> list:
     """The layer list a config's model section describes."""
     m = cfg.model
     common = {"activation": m.activation, "norm": m.norm, "placement": m.placement,
-              "dropout": m.dropout}
+              "dropout": m.dropout, "dropout_at": m.dropout_at}
     if m.arch == "cnn":
         return cnn_layers(m.channels, kernel=m.kernel, pool=m.pool, head=m.head,
                           hidden=m.hidden, **common)
@@ -357,6 +397,9 @@ def train(cfg: Config, data: Dataset | None = None,
             if epoch == t.epochs and cfg.eval.precise_bn:
                 precise_bn(model, data.x_train, t.batch_size, cfg.eval.precise_bn,
                            streams.precise)
+            if epoch == t.epochs and cfg.model.dropout > 0:
+                result.variance_shift = variance_shift(model, data.x_test[:model.eval_chunk],
+                                                       streams.shift)
             if epoch % cfg.eval.every == 0 or epoch == t.epochs:
                 evaluate(epoch)
                 last = result.metrics[-1]

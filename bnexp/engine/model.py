@@ -256,21 +256,28 @@ def _bias(norm: str, placement: str) -> bool:
 
 
 def mlp_layers(hidden: Sequence[int], *, activation: str = "relu", norm: str = "none",
-               placement: str = "before", dropout: float = 0.0) -> list[Spec]:
-    """Linear -> [Norm, Act] per hidden width, then a plain Linear to the classes."""
+               placement: str = "before", dropout: float = 0.0,
+               dropout_at: str = "blocks") -> list[Spec]:
+    """Linear -> [Norm, Act] per hidden width, then a plain Linear to the classes.
+    Dropout (when > 0) ends every block (``blocks``: so it comes before the next
+    block's norm), or comes once, before the output layer (``head``: after
+    every norm, Li et al. 2019's remedy for the variance shift)."""
     _check_choices(activation, norm, placement)
     specs: list[Spec] = []
     for width in hidden:
         specs.append(("linear", {"out": width, "bias": _bias(norm, placement),
                                  "weight_norm": norm == "weight"}))
-        specs += _block_tail(norm, placement, activation, dropout)
+        specs += _block_tail(norm, placement, activation,
+                             dropout if dropout_at == "blocks" else 0.0)
+    if dropout > 0 and dropout_at == "head":
+        specs.append(("dropout", {"p": dropout}))
     return specs + [("linear", {"out": None, "bias": True, "weight_norm": norm == "weight"})]
 
 
 def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
                head: str = "flatten", hidden: Sequence[int] = (), activation: str = "relu",
                norm: str = "none", placement: str = "before",
-               dropout: float = 0.0) -> list[Spec]:
+               dropout: float = 0.0, dropout_at: str = "blocks") -> list[Spec]:
     """Per channel count: Conv(k x k, stride 1, 'same' padding) -> [Norm, Act]
     -> 2x2 pooling (``pool``: max, avg or none); then Flatten or global average
     pooling (``head``); then the MLP's hidden blocks and the output Linear."""
@@ -283,11 +290,13 @@ def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
     for c in channels:
         specs.append(("conv", {"out": c, "kernel": kernel, "stride": 1, "padding": kernel // 2,
                                "bias": _bias(norm, placement), "weight_norm": norm == "weight"}))
-        specs += _block_tail(norm, placement, activation, dropout)
+        specs += _block_tail(norm, placement, activation,
+                             dropout if dropout_at == "blocks" else 0.0)
         if pool != "none":
             specs.append((f"{pool}pool", {"kernel": 2}))
     specs.append(("flatten" if head == "flatten" else "gap", {}))
     return specs + mlp_layers(hidden, activation=activation, norm=norm, placement=placement,
+                              dropout_at=dropout_at,
                               dropout=dropout)
 
 
