@@ -508,7 +508,7 @@ def test_run_ids_in_summary_csv_cannot_reach_outside_the_sweep(sweep_copy, tmp_p
                       "before '=' is empty)"),
     (["--set", "model=5"], "model: is a section, not a key; set one of its keys, e.g. "
                            "model.arch=... (keys: arch, hidden, channels, kernel, pool, head, "
-                           "activation, norm, placement, groups, dropout)"),
+                           "activation, norm, placement, groups, dropout, dropout_at)"),
 ])
 def test_settings_name_what_is_wrong(tmp_path, args, line):
     cfg = write(tmp_path, BASE)
