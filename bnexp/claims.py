@@ -47,7 +47,8 @@ effective smoothness along the gradient; need eval.landscape_every), and
 ``ics_l2`` and ``ics_cosine`` (their internal covariate shift, averaged over
 layers and steps; need eval.ics_every), and ``variance_shift`` (Li et al.
 2019: BN's input variance after dropout, train mode over eval mode; runs with
-dropout record it).
+dropout record it), and ``step_ms`` (the run's mean wall time per training
+step, in milliseconds: a timing, so it varies with the machine and its load).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
 
 EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap",
                  "loss_range", "grad_predictiveness", "beta_smoothness", "ics_l2",
-                 "ics_cosine", "variance_shift")
+                 "ics_cosine", "variance_shift", "step_ms")
 STATS = ("mean", "difference", "spread", "count")
 COMPARISONS = ("above", "below", "within")
 OUTCOMES = ("holds", "does not hold", "inconclusive")
@@ -137,6 +138,9 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         return _drift(run)
     if metric in ("loss_range", "grad_predictiveness", "beta_smoothness"):
         return _landscape(run, metric)
+    if metric == "step_ms":  # mean wall time of a training step, recorded in run.json
+        value = info.get("step_seconds")
+        return None if value is None else 1000.0 * float(value)
     if metric == "variance_shift":  # recorded in run.json by runs with dropout
         value = info.get("variance_shift")
         return None if value is None else float(value)

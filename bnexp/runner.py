@@ -106,6 +106,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     )
     if result.variance_shift is not None:
         info["variance_shift"] = result.variance_shift
+    if result.step_seconds is not None:  # wall time: varies with the machine and its load
+        info["step_seconds"] = round(result.step_seconds, 7)
     payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps,
                    landscape=result.landscape, ics=result.ics)
     if result.status == "completed":

@@ -33,6 +33,7 @@ class TrainResult:
     landscape: list[dict] = field(default_factory=list)  # eval.landscape_every probes
     ics: list[dict] = field(default_factory=list)  # eval.ics_every measurements
     variance_shift: float | None = None  # BN inputs after dropout: train-mode / eval variance
+    step_seconds: float | None = None  # mean wall time of a training step (batch, fwd, bwd, update)
 
 
 @dataclass
@@ -342,6 +343,8 @@ def train(cfg: Config, data: Dataset | None = None,
         step, first_epoch = resume.step, resume.epoch + 1
         start -= resume.elapsed
 
+    timed = [0.0, 0]  # seconds and count of timed training steps (in this process)
+
     def checkpoint(epoch: int) -> None:
         rngs = {"batches": streams.batches.bit_generator.state,
                 **{name: layer.rng.bit_generator.state for name, layer in own_streams.items()}}
@@ -371,6 +374,7 @@ def train(cfg: Config, data: Dataset | None = None,
             evaluate(0)
         for epoch in range(first_epoch, t.epochs + 1):
             for idx in _batches(cfg, n, streams.batches):
+                t_step = time.perf_counter()
                 np.take(data.x_train, idx, axis=0, out=xb)
                 record = cfg.eval.diagnostics_every > 0 and step % cfg.eval.diagnostics_every == 0
                 probes = [(every, fn) for every, fn in ((cfg.eval.ics_every, _ics),
@@ -393,6 +397,9 @@ def train(cfg: Config, data: Dataset | None = None,
                               own_streams, drawn)
                     (result.ics if fn is _ics else result.landscape).extend(rows)
                 opt.step()
+                if not (record or probes):  # steps that measure more are not timed
+                    timed[0] += time.perf_counter() - t_step
+                    timed[1] += 1
                 step += 1
             if epoch == t.epochs and cfg.eval.precise_bn:
                 precise_bn(model, data.x_train, t.batch_size, cfg.eval.precise_bn,
@@ -400,6 +407,7 @@ def train(cfg: Config, data: Dataset | None = None,
             if epoch == t.epochs and cfg.model.dropout > 0:
                 result.variance_shift = variance_shift(model, data.x_test[:model.eval_chunk],
                                                        streams.shift)
+            result.step_seconds = timed[0] / timed[1] if timed[1] else None
             if epoch % cfg.eval.every == 0 or epoch == t.epochs:
                 evaluate(epoch)
                 last = result.metrics[-1]

@@ -31,3 +31,18 @@ def test_the_variance_shift_of_inverted_dropout_on_centred_inputs_is_one_over_ke
     assert shift == pytest.approx(1 / (1 - p), rel=0.03)
     assert variance_shift(Network([BatchNorm(3, dtype=np.float64), Dropout(p, rng=rng)],
                                   ["batchnorm1", "dropout1"], np.float64), x, rng) is None
+
+
+def test_runs_record_their_time_per_training_step(tmp_path):
+    import json
+
+    import yaml
+    from clitools import invoke
+
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "data": {"n_train": 200, "n_test": 50},
+                                    "model": {"hidden": [10]}, "train": {"epochs": 2,
+                                                                          "batch_size": 20}}))
+    assert invoke("train", path, "--out", tmp_path, "--no-plot").exit_code == 0
+    info = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert 0 < info["step_seconds"] < info["seconds"] / 20  # 20 steps, evaluations aside

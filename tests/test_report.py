@@ -226,8 +226,8 @@ def test_report_of_an_incomplete_sweep_says_so(tmp_path):
      "report.checks[0].mean: got 'acc', expected a metric: final_train_acc, final_test_acc, "
      "best_test_acc, final_train_loss, final_test_loss, epochs, seconds, diverged, "
      "input_spread_growth, input_drift, generalization_gap, loss_range, "
-     "grad_predictiveness, beta_smoothness, ics_l2, ics_cosine, variance_shift, train_acc@E, "
-     "test_acc@E, train_loss@E, test_loss@E"),
+     "grad_predictiveness, beta_smoothness, ics_l2, ics_cosine, variance_shift, step_ms, "
+     "train_acc@E, test_acc@E, train_loss@E, test_loss@E"),
     ({"checks": [{"text": "t", "mean": "final_test_acc", "where": {"model.norm": "layer"},
                   "above": 0}]},
      "report.checks[0].where.model.norm: layer is not a value of the sweep (values: batch, "
