@@ -410,7 +410,9 @@ def report(sweep_dirs, out, figures, title, intro, check) -> None:
             click.echo(f"{s.name}: no checks")
             continue
         held = sum(c.outcome == "holds" for c in s.claim.checks)
-        click.echo(f"{s.name}: {s.claim.verdict} ({held} of {len(s.claim.checks)} checks hold)")
+        n = len(s.claim.checks)
+        click.echo(f"{s.name}: {s.claim.verdict} ({held} of {n} "
+                   f"{'checks hold' if n > 1 else 'check holds'})")
         for c in s.claim.checks:
             if not c.as_expected:
                 click.echo(f"  {c.outcome} (published: {c.expect}): {c.text}")

@@ -280,3 +280,15 @@ def test_the_command_line_keeps_every_option(tmp_path):
     text = report.write_report([tmp_path / "runs" / "fake"], tmp_path / "r.md")[0].read_text()
     assert (f"**Command.** `bnexp sweep {path} --set train.lr=0.2 --seeds 0,1 --out "
             f"{tmp_path / 'runs'} -q --no-plot` (4 runs, seeds 0, 1;") in text
+
+
+def test_the_verdict_line_agrees_in_number_with_its_checks():
+    from bnexp.claims import CheckResult, ClaimResult
+    from bnexp.report import _verdict_lines
+    from bnexp.stats import Interval
+
+    check = CheckResult("t", None, "mean", "final_test_acc", Interval(0.9, 0.8, 1.0, 5),
+                        "above 0.5", "holds", "holds")
+    one = _verdict_lines(ClaimResult([check], {}, "holds", None))[0]
+    two = _verdict_lines(ClaimResult([check, check], {}, "holds", None))[0]
+    assert "(1 of 1 check holds;" in one and "(2 of 2 checks hold;" in two
