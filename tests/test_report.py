@@ -202,7 +202,7 @@ def test_a_check_published_as_not_holding_is_not_a_regression(tmp_path):
                       {("batch",): [0.30, 0.31, 0.32], ("none",): [0.10, 0.11, 0.12]}, section)
     res = invoke("report", sdir, "--check", "--out", tmp_path / "r.md")
     assert res.exit_code == 0, res.output
-    assert "fake: does not hold (0 of 1 checks hold)" in res.output
+    assert "fake: does not hold (0 of 1 check holds)" in res.output
 
 
 def test_report_of_an_incomplete_sweep_says_so(tmp_path):
