@@ -22,7 +22,12 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from throughput import cycling, medians, report_environment  # noqa: E402
+from throughput import (  # noqa: E402
+    cycling,
+    medians,
+    report_environment,
+    torch_training_step,
+)
 
 from bnexp.engine import make_optimizer  # noqa: E402
 from bnexp.engine.model import NormSettings, build, cnn_layers  # noqa: E402
@@ -60,16 +65,9 @@ def torch_step_fn(batch: int, threads: int):
         nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
     chunks = [(torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(y))
               for x, y in image_batches(batch, np.random.default_rng(0))]
-
-    def step_on(i):
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(net(chunks[i][0]), chunks[i][1])
-        loss.backward()
-        opt.step()
-    return cycling(step_on)
+    return torch_training_step(net, chunks)
 
 
 def fashion_epoch() -> str:

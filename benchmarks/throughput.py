@@ -117,9 +117,17 @@ def torch_step_fn(batch: int, threads: int):
     for m in net:
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.normal_(m.weight, std=0.01)
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
     chunks = [(torch.from_numpy(x), torch.from_numpy(y))
               for x, y in batches(batch, np.random.default_rng(0))]
+    return torch_training_step(net, chunks)
+
+
+def torch_training_step(net, chunks):
+    """A step function training ``net`` (SGD, lr LR, cross-entropy) on the
+    next of the (input, label) tensors in ``chunks``, as a PyTorch user would."""
+    import torch
+
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
 
     def step_on(i):
         opt.zero_grad(set_to_none=True)
