@@ -128,11 +128,8 @@ def fold_run(run_dir: str | Path, out: str | Path | None = None, repeats: int = 
         raise DeployError(f"{run_dir}: cannot fold: {exc}") from None
     x = run_data(cfg).x_test
     with one_blas_thread():
-        chunk = net.eval_chunk
-        original = np.concatenate([net.forward(x[i:i + chunk]).astype(np.float64)
-                                   for i in range(0, len(x), chunk)])
-        merged = np.concatenate([folded.forward(x[i:i + chunk]).astype(np.float64)
-                                 for i in range(0, len(x), chunk)])
+        original = net.logits(x).astype(np.float64)
+        merged = folded.logits(x).astype(np.float64)
         scale = max(float(np.abs(original).max()), np.finfo(np.float64).tiny)
         diff = float(np.abs(merged - original).max()) / scale
         t_orig = _median_time(lambda: net.predict(x), repeats)

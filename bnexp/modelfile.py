@@ -81,10 +81,11 @@ def load_model(path: Path) -> tuple[Network, dict]:
 
 def checkpoint_bytes(ckpt, config_text: str) -> bytes:
     """A ``train.Checkpoint`` and the config it belongs to, as .npz bytes."""
+    from .train import RECORDS
+
     meta = {"kind": "checkpoint", "config": config_text, "epoch": ckpt.epoch,
             "step": ckpt.step, "elapsed": ckpt.elapsed, "rngs": ckpt.rngs,
-            "metrics": ckpt.metrics, "diagnostics": ckpt.diagnostics, "steps": ckpt.steps,
-            "landscape": ckpt.landscape, "ics": ckpt.ics}
+            **{name: getattr(ckpt, name) for name in RECORDS}}
     arrays = {**{f"model/{k}": v for k, v in ckpt.model.items()},
               **{f"optimizer/{k}": v for k, v in ckpt.optimizer.items()}}
     return _npz_bytes(meta, arrays)
@@ -92,7 +93,7 @@ def checkpoint_bytes(ckpt, config_text: str) -> bytes:
 
 def load_checkpoint(path: Path):
     """``(Checkpoint, config_text)`` from a checkpoint file."""
-    from .train import Checkpoint
+    from .train import RECORDS, Checkpoint
 
     meta, arrays = _read_npz(path)
     if meta.get("kind") != "checkpoint":
@@ -103,9 +104,8 @@ def load_checkpoint(path: Path):
 
     try:
         ckpt = Checkpoint(meta["epoch"], meta["step"], meta["elapsed"], part("model/"),
-                          part("optimizer/"), meta["rngs"], meta["metrics"],
-                          meta["diagnostics"], meta["steps"], meta.get("landscape", []),
-                          meta.get("ics", []))
+                          part("optimizer/"), meta["rngs"],
+                          **{name: meta[name] for name in RECORDS})
     except KeyError as exc:
         raise ModelFileError(f"{path}: incomplete checkpoint (no {exc})") from None
     return ckpt, meta["config"]

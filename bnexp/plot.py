@@ -7,6 +7,7 @@ timestamp or software metadata, so the same inputs give the same bytes.
 from __future__ import annotations
 
 import io
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,8 +256,6 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str,
     95% interval of the mean, or +-1 sd). Drawn into ``fig`` (a Figure or
     SubFigure) when given."""
     plt = _pyplot()
-    import math
-
     panel_values = data.axis(panels) if panels else [None]
     line_values = data.axis(lines) if lines else [None]
     ncols = math.ceil(math.sqrt(len(panel_values)))
@@ -685,7 +684,7 @@ def landscape_figure(data: SweepData, lines: str | None, ax=None, fig=None):
                 continue
             by_step: dict[int, list[float]] = {}
             for row in read_csv(path, ["step", "loss"]):
-                if row["loss"] == row["loss"] and abs(row["loss"]) != float("inf"):
+                if math.isfinite(row["loss"]):
                     by_step.setdefault(int(row["step"]), []).append(row["loss"])
             for step, losses in by_step.items():
                 lo.setdefault(step, []).append(min(losses))

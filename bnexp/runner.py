@@ -49,12 +49,9 @@ def resumable(run_dir: Path | None, cfg: Config):
     return ckpt if config_text == dump(cfg) else None
 
 
-_LOOK = object()  # compute's default: look in run_dir for a checkpoint to resume from
-
-
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
             command: list[str] | None = None, argv: list[str] | None = None,
-            threads: int = 1, run_dir: Path | None = None, resume=_LOOK) -> dict:
+            threads: int = 1, run_dir: Path | None = None, resume=None) -> dict:
     """Run ``cfg`` and return everything its folder will hold, as plain data
     (picklable: sweep workers send it back to the parent, which writes it).
 
@@ -63,9 +60,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     ``threads`` evaluation threads do not change them either. An exception
     inside the run is caught and returned as status ``failed`` with its
     traceback; an interrupt propagates. With ``train.checkpoint_every`` and a
-    ``run_dir``, checkpoints are written there as training goes, and a run
-    that left one there resumes from it (``resume``: the checkpoint, already
-    read, or None to start afresh).
+    ``run_dir``, checkpoints are written there as training goes; ``resume``
+    (a checkpoint, see ``resumable``) continues from one.
     """
     from . import train as train_mod
     from .modelfile import CHECKPOINT_FILE, checkpoint_bytes, model_bytes
@@ -76,8 +72,6 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None,
                "model": None}
     on_checkpoint = None
-    if resume is _LOOK:
-        resume = resumable(run_dir, cfg) if run_dir is not None else None
     if cfg.train.checkpoint_every and run_dir is not None and Path(run_dir).is_dir():
         config_text = dump(cfg)
 
@@ -184,5 +178,6 @@ def run_point(config_dict: dict, plot: bool, run_dir: str | None = None) -> dict
     (``train.checkpoint_every``) go to ``run_dir`` where this worker sees it."""
     from .config import from_dict
 
-    return compute(from_dict(config_dict), plot=plot, command=[],
-                   run_dir=Path(run_dir) if run_dir else None)
+    cfg, run_dir = from_dict(config_dict), Path(run_dir) if run_dir else None
+    return compute(cfg, plot=plot, command=[], run_dir=run_dir,
+                   resume=resumable(run_dir, cfg))

@@ -56,6 +56,10 @@ class Checkpoint:
     ics: list[dict] = field(default_factory=list)
 
 
+# The rows a run records as it goes, by their name in TrainResult and Checkpoint.
+RECORDS = ("metrics", "diagnostics", "steps", "landscape", "ics")
+
+
 # Step sizes of a landscape probe, as multiples of train.lr (Santurkar et al. move
 # along the gradient over a range of step sizes around the one training takes).
 LANDSCAPE_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -181,9 +185,7 @@ def variance_shift(model: Network, x: np.ndarray, rng: np.random.Generator) -> f
     from .engine import BatchNorm
 
     def inputs(dropout_on: bool) -> dict[int, np.ndarray]:
-        h, seen, out = np.asarray(x, dtype=model.dtype), False, {}
-        if model.input_shape is not None:
-            h = h.reshape(len(h), *model.input_shape)
+        h, seen, out = model.as_input(x), False, {}
         for i, layer in enumerate(model.layers):
             if isinstance(layer, BatchNorm) and seen:
                 out[i] = h.astype(np.float64)
@@ -335,11 +337,8 @@ def train(cfg: Config, data: Dataset | None = None,
         streams.batches.bit_generator.state = resume.rngs["batches"]
         for name, layer in own_streams.items():
             layer.rng.bit_generator.state = resume.rngs[name]
-        result.metrics = [dict(r) for r in resume.metrics]
-        result.diagnostics = [dict(r) for r in resume.diagnostics]
-        result.steps = [dict(r) for r in resume.steps]
-        result.landscape = [dict(r) for r in resume.landscape]
-        result.ics = [dict(r) for r in resume.ics]
+        for name in RECORDS:
+            setattr(result, name, [dict(r) for r in getattr(resume, name)])
         step, first_epoch = resume.step, resume.epoch + 1
         start -= resume.elapsed
 
@@ -350,11 +349,8 @@ def train(cfg: Config, data: Dataset | None = None,
                 **{name: layer.rng.bit_generator.state for name, layer in own_streams.items()}}
         on_checkpoint(Checkpoint(epoch, step, round(time.perf_counter() - start, 4),
                                  model.state_dict(), opt.state_dict(), rngs,
-                                 [dict(r) for r in result.metrics],
-                                 [dict(r) for r in result.diagnostics],
-                                 [dict(r) for r in result.steps],
-                                 [dict(r) for r in result.landscape],
-                                 [dict(r) for r in result.ics]))
+                                 **{name: [dict(r) for r in getattr(result, name)]
+                                    for name in RECORDS}))
 
     def evaluate(epoch: int) -> None:
         train_loss, train_acc = model.evaluate(data.x_train, data.y_train, threads=threads)

@@ -81,12 +81,16 @@ class Network:
     def named_layers(self):
         return zip(self.names, self.layers)
 
+    def as_input(self, x: np.ndarray) -> np.ndarray:
+        """Rows (N, D) as the first layer takes them: the model's dtype, viewed as
+        (N, *input_shape) for images."""
+        h = np.asarray(x, dtype=self.dtype)
+        return h if self.input_shape is None else h.reshape(len(h), *self.input_shape)
+
     def forward(self, x: np.ndarray, train: bool = False, record: bool = False) -> np.ndarray:
         """x: (N, D_in) -> logits (N, C). With ``record``, ``self.records``
         holds a copy of every layer's input and output."""
-        h = np.asarray(x, dtype=self.dtype)
-        if self.input_shape is not None:
-            h = h.reshape(len(h), *self.input_shape)
+        h = self.as_input(x)
         if record:
             self.records = []
         for name, layer in zip(self.names, self.layers):
@@ -161,12 +165,21 @@ class Network:
         n = len(x)
         return total / n, correct / n
 
+    def logits(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """Logits in eval mode, in chunks of ``chunk`` samples: (N, C), a new array
+        (each chunk is copied out at once: ``forward`` reuses its buffers)."""
+        chunk = chunk or self.eval_chunk
+        out = None
+        for i in range(0, len(x), chunk):
+            y = self.forward(x[i : i + chunk], train=False)
+            if out is None:
+                out = np.empty((len(x), y.shape[1]), dtype=y.dtype)
+            out[i : i + len(y)] = y
+        return out
+
     def predict(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Predicted class per sample, in eval mode: (N,) int."""
-        chunk = chunk or self.eval_chunk
-        out = [self.forward(x[i : i + chunk], train=False).argmax(axis=1)
-               for i in range(0, len(x), chunk)]
-        return np.concatenate(out)
+        return self.logits(x, chunk).argmax(axis=1)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every param and buffer, keyed ``layer_name.key``."""

@@ -279,6 +279,16 @@ class BatchNorm(_RunningStats, Layer):
         np.multiply(w.stats, coef, w.stats)
         np.add(self._running, w.stats, self._running)
 
+    def _move_running(self, mean: np.ndarray, var: np.ndarray, M: int) -> None:
+        """The running update of the plain-array paths (ghost batches, renorm):
+        as ``_update_running``, from a batch mean and biased variance over M
+        values per channel (unbiased by M / (M - 1) in PyTorch's convention)."""
+        count = self._count()
+        f = 1.0 / count if self.momentum is None else self.momentum
+        unbias = M / (M - 1) if self.convention == "pytorch" else 1.0
+        self._running *= 1.0 - f
+        self._running += (f * np.stack([mean, var * unbias])).astype(self._running.dtype)
+
     def _forward_ghost(self, x: np.ndarray) -> np.ndarray:
         """Train mode with ghost batches: x viewed as (K, g, C, L), statistics
         per group over (g, L). Plain array code: clarity over speed here."""
@@ -301,12 +311,7 @@ class BatchNorm(_RunningStats, Layer):
         if self.affine:
             y = xhat * self.params["gamma"][:, None] + self.params["beta"][:, None]
         if self.track_running_stats:
-            count = self._count()
-            f = 1.0 / count if self.momentum is None else self.momentum
-            unbias = M / (M - 1) if self.convention == "pytorch" else 1.0
-            batch = np.stack([mean.mean(axis=0).ravel(), var.mean(axis=0).ravel() * unbias])
-            self._running *= 1.0 - f
-            self._running += (f * batch).astype(self._running.dtype)
+            self._move_running(mean.mean(axis=0).ravel(), var.mean(axis=0).ravel(), M)
         self._w = ("ghost", xhat, inv_std, x.shape)
         return y.reshape(x.shape).astype(x.dtype, copy=False)
 
@@ -335,11 +340,7 @@ class BatchNorm(_RunningStats, Layer):
         y = z
         if self.affine:
             y = z * self.params["gamma"][:, None] + self.params["beta"][:, None]
-        count = self._count()
-        f = 1.0 / count if self.momentum is None else self.momentum
-        unbias = M / (M - 1) if self.convention == "pytorch" else 1.0
-        self._running *= 1.0 - f
-        self._running += (f * np.stack([mean, var * unbias])).astype(self._running.dtype)
+        self._move_running(mean, var, M)
         self._w = ("renorm", xhat, 1.0 / std_b, r, z, x.shape)
         return y.reshape(x.shape).astype(x.dtype, copy=False)
 
