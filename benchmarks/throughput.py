@@ -1,12 +1,15 @@
 """Training throughput of the book's network (784-100x5-10, ReLU, BN before the
-activation, SGD, float32): bnexp's engine vs PyTorch CPU eager (same network,
-batch and thread count) vs a matmul-only floor (the same matmuls, nothing
+activation, SGD, float32): bnexp's engine (its NumPy kernels, and its numba
+kernels where numba is installed) vs PyTorch CPU eager (same network, batch
+and thread count) vs JAX at its best (the whole loop one jitted ``lax.scan``,
+compiled before timing) vs a matmul-only floor (the same matmuls, nothing
 else). Blocks are interleaved and repeated; the table shows medians.
 
     python benchmarks/throughput.py [--threads 1] [--repeats 7] [--block 0.4]
 
-Targets at batch 100: >= 2x PyTorch eager and >= 70% of the floor. The
-PyTorch column is skipped where torch is not installed.
+Targets (issue 17), every batch size: >= 1.2x JAX and >= 1.5x PyTorch eager;
+>= 80% of the floor at batch 100. The PyTorch, JAX and numba columns are
+skipped where torch, jax or numba is not installed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bnexp.engine import build_mlp, make_optimizer  # noqa: E402
+from bnexp.engine import build_mlp, kernels, make_optimizer  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax_book  # noqa: E402
 
 SIZES = [784, 100, 100, 100, 100, 100, 10]
 LR = 0.01
@@ -63,16 +69,16 @@ def cycling(step_on):
     return step
 
 
-def book_network(rng):
+def book_network(rng, kernels: str = "numpy"):
     """bnexp's model of the book's network and its SGD optimizer (lr 0.01)."""
     model = build_mlp(784, 10, SIZES[1:-1], rng=rng, norm="batch", placement="before",
-                      activation="relu", weight_scale=0.01)
-    return model, make_optimizer("sgd", model.layers, LR)
+                      activation="relu", weight_scale=0.01, kernels=kernels)
+    return model, make_optimizer("sgd", model.layers, LR, kernels=kernels)
 
 
-def bnexp_step_fn(batch: int):
+def bnexp_step_fn(batch: int, kernels: str = "numpy"):
     rng = np.random.default_rng(0)
-    model, opt = book_network(rng)
+    model, opt = book_network(rng, kernels)
     chunks = batches(batch, rng)
 
     def step_on(i):
@@ -137,23 +143,46 @@ def torch_training_step(net, chunks):
     return cycling(step_on)
 
 
-def rate(step, batch: int, seconds: float) -> float:
-    """Samples per second over a block of about ``seconds``."""
+def rate(step, samples: int, seconds: float) -> float:
+    """Samples per second over a block of about ``seconds``; each call of
+    ``step`` trains on ``samples`` samples."""
     for _ in range(3):
         step()
     n, t0 = 0, time.perf_counter()
     while True:
-        for _ in range(10):
-            step()
-        n += 10
+        step()
+        n += 1
         dt = time.perf_counter() - t0
         if dt >= seconds:
-            return n * batch / dt
+            return n * samples / dt
+
+
+def jax_step_fn(batch: int):
+    """JAX's trainer on the same eight batches: one call runs a jitted scan of
+    enough steps for about 2,000 samples (compiled here, before timing)."""
+    steps = max(8, 2000 // batch)
+    call = jax_book.cycling_trainer(batches(batch, np.random.default_rng(0)), steps)
+    call()
+    return call, steps * batch
+
+
+def pin_one_core(threads: int) -> None:
+    """With one thread, pin the whole process to one core: XLA keeps helper
+    threads busy even with its thread flags (measured here: 1.3-1.6 cores),
+    so "one thread" is made true for every column alike."""
+    if threads == 1 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
 
 def report_environment(threads: int, repeats: int, block: float):
-    """Print BLAS, numpy, Python and torch versions; return torch or None."""
+    """Print BLAS, numpy, Python, torch and jax versions; return torch or None."""
     print(f"BLAS: {blas_info(threads)}")
+    if jax_book.available():
+        import jax
+
+        print(f"jax {jax.__version__} (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
+    else:
+        print("jax: not installed, JAX column skipped (pip install \"jax[cpu]\")")
     print(f"numpy {np.__version__}, python {sys.version.split()[0]}, cores {os.cpu_count()}")
     try:
         import torch
@@ -167,17 +196,20 @@ def report_environment(threads: int, repeats: int, block: float):
 
 
 def medians(fns: dict, batch: int, repeats: int, block: float) -> dict[str, float]:
-    """Samples/s of each step function: interleaved blocks, the median of each."""
+    """Samples/s of each step function: interleaved blocks, the median of each.
+    A value of ``fns`` is a step function (one batch per call) or a pair
+    (function, samples per call)."""
+    fns = {k: fn if isinstance(fn, tuple) else (fn, batch) for k, fn in fns.items()}
     results = {k: [] for k in fns}
     for _ in range(repeats):
-        for k, fn in fns.items():
-            results[k].append(rate(fn, batch, block))
+        for k, (fn, samples) in fns.items():
+            results[k].append(rate(fn, samples, block))
     return {k: statistics.median(v) for k, v in results.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS / torch / XLA threads (default 1)")
     ap.add_argument("--repeats", type=int, default=7, help="blocks per implementation")
     ap.add_argument("--block", type=float, default=0.4, help="seconds per block")
     ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
@@ -185,20 +217,34 @@ def main() -> None:
                     help="floor reads one input batch every step (stays in cache; "
                          "the default cycles through the same 8 batches as the trainers)")
     args = ap.parse_args()
+    pin_one_core(args.threads)
+    jax_book.configure_threads(args.threads)
     torch = report_environment(args.threads, args.repeats, args.block)
-    head = f"{'batch':>6} {'bnexp/s':>10} {'torch/s':>10} {'floor/s':>10} {'vs torch':>9} {'of floor':>9}"
+    have_jax, fast = jax_book.available(), kernels.available("numba")
+    if not fast:
+        print('numba: not installed, numba column skipped (pip install "bnexp[fast]")')
+    best = "numba" if fast else "numpy"  # bnexp's fastest path: the ratios are its
+    cols = ["numpy", "numba", "torch", "jax", "floor"]
+    head = (f"{'batch':>6} " + " ".join(f"{c + '/s':>9}" for c in cols)
+            + f" {'vs torch':>9} {'vs jax':>7} {'of floor':>9}")
+    print(f"bnexp's columns: numpy and numba kernels; ratios: bnexp with {best} kernels\n")
     print(head)
     print("-" * len(head))
     for batch in [int(b) for b in args.batches.split(",")]:
-        fns = {"bnexp": bnexp_step_fn(batch), "floor": floor_step_fn(batch, args.fixed_input_floor)}
+        fns = {"numpy": bnexp_step_fn(batch),
+               "floor": floor_step_fn(batch, args.fixed_input_floor)}
+        if fast:
+            fns["numba"] = bnexp_step_fn(batch, "numba")
         if torch is not None:
             fns["torch"] = torch_step_fn(batch, args.threads)
+        if have_jax:
+            fns["jax"] = jax_step_fn(batch)
         med = medians(fns, batch, args.repeats, args.block)
-        t = med.get("torch")
-        torch_rate = f"{t:.0f}" if t else "-"  # "-" where torch is not installed
-        vs_torch = f"{med['bnexp'] / t:.2f}x" if t else "-"
-        print(f"{batch:>6} {med['bnexp']:>10.0f} {torch_rate:>10} {med['floor']:>10.0f} "
-              f"{vs_torch:>9} {med['bnexp'] / med['floor']:>8.0%}")
+        b = med[best]
+        rates = " ".join(f"{med[c]:>9.0f}" if c in med else f"{'-':>9}" for c in cols)
+        ratio = {c: f"{b / med[c]:.2f}x" if c in med else "-" for c in ("torch", "jax")}
+        print(f"{batch:>6} {rates} {ratio['torch']:>9} {ratio['jax']:>7} "
+              f"{b / med['floor']:>8.0%}")
 
 
 if __name__ == "__main__":

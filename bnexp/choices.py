@@ -16,6 +16,7 @@ DTYPES = ("float32", "float64")
 SAMPLING = ("shuffle", "replacement")
 INIT_NAMES = ("he", "xavier")
 CONVENTIONS = ("pytorch", "book")
+KERNELS = ("numpy", "numba")  # numpy: the reference engine; numba: the [fast] extra
 
 PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations", "landscape")
 # The metrics of one evaluation (metrics.csv's columns, what figures plot) and of

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,7 @@ from .choices import (
     DTYPES,
     HEADS,
     INIT_NAMES,
+    KERNELS,
     NORMS,
     OPTIMIZERS,
     PLACEMENTS,
@@ -266,6 +268,10 @@ class TrainConfig:
     sampling: str = spec("shuffle", choice(SAMPLING))
     checkpoint_every: int = spec(0, integer(lo=0, hi=100_000),
                                  "epochs between checkpoints (resume after a kill); 0 = off")
+    kernels: str = spec("numpy", choice(KERNELS),
+                        "numpy: the reference engine | numba: compiled, fused kernels for "
+                        "batch norm, ReLU, the loss and the optimizer (pip install "
+                        "\"bnexp[fast]\"); agrees with numpy to float32 rounding")
 
 
 @dataclass(frozen=True)
@@ -386,6 +392,9 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
                 f"groups that work: {ok})")
     if not cnn and not m.hidden:
         errors.append("model.hidden: got [], expected at least one width for model.arch 'mlp'")
+    if t.kernels == "numba" and importlib.util.find_spec("numba") is None:
+        errors.append("train.kernels: got 'numba', but numba is not installed here; expected "
+                      "numpy, or install it: pip install \"bnexp[fast]\"")
     if m.norm == "instance" and not cnn:
         errors.append("model.norm: got 'instance', expected none, batch, layer, group or "
                       "weight for model.arch 'mlp' (instance norm normalizes over spatial axes: "

@@ -79,6 +79,7 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, root: str | No
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     net, _ = load_model(_model_path(run_dir, model))
+    net.use_kernels(cfg.train.kernels)  # the kernels that made the run's own evaluations
     data = run_data(cfg, dataset, root)
     if data.dim != int(np.prod(net.input_shape or net.layers[0].params["W"].shape[:1])):
         raise DeployError(f"--data {dataset}: samples of {data.dim} values do not fit this model")

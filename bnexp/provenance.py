@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import __version__
 
-ENGINE = "numpy"  # the engine path that computes a run (the reference NumPy engine)
+ENGINE = "numpy"  # the reference engine path (train.kernels numba records "numba")
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
             "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -128,18 +128,26 @@ def code_version() -> dict:
     return {"bnexp": __version__, **state, "commit_from": "git" if state["commit"] else None}
 
 
-def facts() -> dict:
-    """Everything on this machine that decides a run's numbers (besides its config)."""
+def facts(kernels: str = "numpy") -> dict:
+    """Everything on this machine that decides a run's numbers (besides its
+    config): with ``kernels`` numba, the engine path is ``numba`` and the
+    numba and llvmlite versions that compiled it are recorded too."""
     import numpy as np
 
-    return {**code_version(), "engine": ENGINE, "numpy": np.__version__,
-            "python": platform.python_version(), "blas": blas(), "cpu": cpu_model(),
+    out = {**code_version(), "engine": ENGINE if kernels == "numpy" else kernels,
+           "numpy": np.__version__}
+    if kernels == "numba":
+        import llvmlite
+        import numba
+
+        out.update(numba=numba.__version__, llvmlite=llvmlite.__version__)
+    return {**out, "python": platform.python_version(), "blas": blas(), "cpu": cpu_model(),
             "platform": platform.platform(), "host": platform.node()}
 
 
 # The facts whose change can explain a difference between two runs of one config.
-DECIDING = ("bnexp", "commit", "dirty", "engine", "numpy", "blas.library", "blas.version",
-            "blas.kernel", "blas.threads", "cpu", "python", "platform")
+DECIDING = ("bnexp", "commit", "dirty", "engine", "numpy", "numba", "llvmlite", "blas.library",
+            "blas.version", "blas.kernel", "blas.threads", "cpu", "python", "platform")
 
 
 def flat(facts_: dict) -> dict:

@@ -32,7 +32,7 @@ def run_info(cfg: Config, command: list[str] | None, argv: list[str] | None = No
             "ended": None, "seconds": None, "command": list(command or [])}
     if argv:
         info["argv"] = list(argv)
-    info["provenance"] = facts()
+    info["provenance"] = facts(cfg.train.kernels)
     return info
 
 

@@ -258,7 +258,8 @@ def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator
                             n.track_running_stats, n.convention, n.ghost_batch, n.noise,
                             (n.rmax, n.dmax, n.renorm_warmup) if n.renorm else None)
     return build(layer_list(cfg), in_shape, classes, rng=rng, norm=settings,
-                 weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype))
+                 weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype),
+                 kernels=cfg.train.kernels)
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
@@ -322,7 +323,7 @@ def train(cfg: Config, data: Dataset | None = None,
     model = build_model(cfg, data.dim, data.classes, streams.init)
     t = cfg.train
     opt = make_optimizer(t.optimizer, model.layers, t.lr, momentum=t.momentum,
-                         nesterov=t.nesterov, weight_decay=t.weight_decay)
+                         nesterov=t.nesterov, weight_decay=t.weight_decay, kernels=t.kernels)
     result = TrainResult(status="completed", model=model)
     n = len(data.y_train)
     per_epoch = steps_per_epoch(cfg, n)

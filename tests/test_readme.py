@@ -15,7 +15,7 @@ def test_quick_start_is_two_commands_install_and_main_job_then_tests():
     block = re.search(r"(?ims)^#+\s*quick\s*start.*?```[a-z]*\n(.*?)```", README).group(1)
     cmds = [line.strip() for line in block.splitlines() if line.strip()]
     assert cmds == ["pip install . && bnexp sweep weight_scale",
-                    'pip install ".[test,dask]" && pytest -q']
+                    'pip install ".[test,dask,fast]" && pytest -q']
 
 
 def test_every_command_is_documented():

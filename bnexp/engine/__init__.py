@@ -1,5 +1,6 @@
 """bnexp's NumPy training engine: layers, loss, optimizers and the network."""
 
+from . import kernels
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
@@ -11,5 +12,6 @@ __all__ = [
     "Adam", "AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Flatten", "GlobalAvgPool",
     "GroupNorm", "Identity", "InstanceNorm", "Layer", "LayerNorm", "Linear", "MLP",
     "MaxPool2d", "Momentum", "Network", "NoisyShift", "Optimizer", "Record", "ReLU", "SGD", "Sigmoid",
-    "SoftmaxCrossEntropy", "Tanh", "WeightNorm", "build_mlp", "init_std", "make_optimizer",
+    "SoftmaxCrossEntropy", "Tanh", "WeightNorm", "build_mlp", "init_std", "kernels",
+    "make_optimizer",
 ]

@@ -34,7 +34,13 @@ __all__ = [
 
 
 class Layer:
-    """Base class: the shared interface and the work-buffer pool."""
+    """Base class: the shared interface and the work-buffer pool.
+
+    ``kernels`` is None (the NumPy code below, the reference) or the module of
+    compiled kernels (``engine.kernels.load``) that layers which have a
+    compiled path use for it."""
+
+    kernels = None
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -170,12 +176,18 @@ class ReLU(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._w: _ReLUWork | None = None
+        self._compiled = False
 
     def _make_work(self, x: np.ndarray) -> _ReLUWork:
         return _ReLUWork(x.shape, x.dtype)
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         w = self._plan(x)
+        self._compiled = self.kernels is not None and x.flags.c_contiguous
+        if self._compiled:
+            self.kernels.relu_forward(x, w.y)
+            self._w = w
+            return w.y
         # Against a zeros array, not the scalar 0: same-shape np.maximum is the
         # vectorised fast path (about 4x faster here than with a scalar). The
         # mask is boolean: comparing into a float array casts every element.
@@ -186,6 +198,9 @@ class ReLU(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         w = self._need_cache("_w")
+        if self._compiled:  # the mask from the output: y > 0 exactly where x > 0
+            self.kernels.relu_backward(np.ascontiguousarray(dy), w.y, w.dx)
+            return w.dx
         return np.multiply(dy, w.mask, w.dx)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..choices import HEADS, NORMS, PLACEMENTS, POOLS
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
+from .kernels import load as load_kernels
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
@@ -60,7 +61,7 @@ class Network:
 
     def __init__(self, layers: Sequence[Layer], names: Sequence[str], dtype=np.float32,
                  input_shape: tuple[int, ...] | None = None,
-                 eval_chunk: int = EVAL_CHUNK) -> None:
+                 eval_chunk: int = EVAL_CHUNK, kernels: str = "numpy") -> None:
         if len(layers) != len(names):
             raise ValueError("one name per layer")
         self.layers = list(layers)
@@ -68,8 +69,9 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(input_shape) if input_shape else None
         self.eval_chunk = eval_chunk
-        self.loss = SoftmaxCrossEntropy()
+        self.use_kernels(kernels)  # and the loss
         self.records: list[Record] = []
+        self._fused = False  # whether the last forward ran self._steps
         first = self.layers[0]
         if isinstance(first, (Linear, Conv2d, WeightNorm)):
             first.input_grad = False  # the data needs no gradient
@@ -81,6 +83,34 @@ class Network:
     def named_layers(self):
         return zip(self.names, self.layers)
 
+    def use_kernels(self, name: str) -> None:
+        """Run the passes around the matrix products with ``name``'s kernels
+        (``numpy``: the layers' reference code; ``numba``: compiled, with each
+        BatchNorm -> ReLU pair fused into one kernel per pass)."""
+        module = load_kernels(name)
+        self.kernels = name
+        for layer in self.layers:
+            layer.kernels = module
+        self.loss = SoftmaxCrossEntropy()
+        self.loss.kernels = module
+        self._steps = self._plan_steps()
+
+    def _plan_steps(self) -> list[tuple[Layer, Layer | None]]:
+        """(layer, None) per layer, but (BatchNorm, ReLU) for a pair the compiled
+        kernels fuse."""
+        steps, i, n = [], 0, len(self.layers)
+        while i < n:
+            layer = self.layers[i]
+            nxt = self.layers[i + 1] if i + 1 < n else None
+            if (layer.kernels is not None and isinstance(layer, BatchNorm)
+                    and type(nxt) is ReLU):
+                steps.append((layer, nxt))
+                i += 2
+            else:
+                steps.append((layer, None))
+                i += 1
+        return steps
+
     def as_input(self, x: np.ndarray) -> np.ndarray:
         """Rows (N, D) as the first layer takes them: the model's dtype, viewed as
         (N, *input_shape) for images."""
@@ -91,21 +121,31 @@ class Network:
         """x: (N, D_in) -> logits (N, C). With ``record``, ``self.records``
         holds a copy of every layer's input and output."""
         h = self.as_input(x)
-        if record:
+        if record:  # layer by layer (fused pairs give the same numbers unfused)
             self.records = []
-        for name, layer in zip(self.names, self.layers):
-            out = layer.forward(h, train)
-            if record:
+            for name, layer in zip(self.names, self.layers):
+                out = layer.forward(h, train)
                 self.records.append(Record(name, layer, h.copy(), out.copy()))
-            h = out
+                h = out
+            self._fused = False
+            return h
+        for layer, relu in self._steps:
+            h = layer.forward(h, train) if relu is None else layer.forward_relu(h, train, relu)
+        self._fused = True
         return h
 
     def backward(self, dlogits: np.ndarray) -> None:
         """Backpropagate ``dlogits`` (N, C), filling every layer's grads."""
         g = dlogits
+        if self._fused:
+            for layer, relu in reversed(self._steps):
+                g = layer.backward(g) if relu is None else layer.backward_relu(g, relu)
+                if g is None:  # a first Linear skips the data's gradient
+                    break
+            return
         for layer in reversed(self.layers):
             g = layer.backward(g)
-            if g is None:  # a first Linear skips the data's gradient
+            if g is None:
                 break
 
     def loss_and_backward(self, x: np.ndarray, labels: np.ndarray, record: bool = False) -> float:
@@ -122,7 +162,9 @@ class Network:
         twin = copy.copy(self)
         twin.layers = [layer.replica() for layer in self.layers]
         twin.loss = SoftmaxCrossEntropy()
+        twin.loss.kernels = self.loss.kernels
         twin.records = []
+        twin._steps = twin._plan_steps()
         return twin
 
     def _evaluate_chunks(self, x: np.ndarray, labels: np.ndarray, starts: list[int],
@@ -315,7 +357,8 @@ def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
 
 def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
           rng: np.random.Generator, norm: NormSettings = NormSettings(),
-          weight_scale: float | str = "he", dtype=np.float32) -> Network:
+          weight_scale: float | str = "he", dtype=np.float32,
+          kernels: str = "numpy") -> Network:
     """The network a layer list describes, for samples of shape ``in_shape``
     ((D,) for rows, (C, H, W) for images). Weights are drawn from ``rng`` in
     layer order; each Dropout gets its own stream drawn from it in turn.
@@ -378,7 +421,7 @@ def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
             layer.rng = np.random.default_rng(rng.integers(2**63))
     spatial = len(in_shape) > 1
     return Network(layers, names, dtype, input_shape=tuple(in_shape) if spatial else None,
-                   eval_chunk=CNN_EVAL_CHUNK if spatial else EVAL_CHUNK)
+                   eval_chunk=CNN_EVAL_CHUNK if spatial else EVAL_CHUNK, kernels=kernels)
 
 
 def build_mlp(in_dim: int, out_dim: int, hidden: Sequence[int], *, rng: np.random.Generator,
@@ -386,10 +429,10 @@ def build_mlp(in_dim: int, out_dim: int, hidden: Sequence[int], *, rng: np.rando
               groups: int = 4, dropout: float = 0.0, weight_scale: float | str = "he",
               momentum: float | None = 0.1, eps: float = 1e-5, affine: bool = True,
               track_running_stats: bool = True, convention: str = "pytorch",
-              dtype=np.float32) -> Network:
+              dtype=np.float32, kernels: str = "numpy") -> Network:
     """``in_dim -> hidden... -> out_dim``: ``build(mlp_layers(...))``."""
     specs = mlp_layers(hidden, activation=activation, norm=norm, placement=placement,
                        dropout=dropout)
     settings = NormSettings(norm, groups, momentum, eps, affine, track_running_stats, convention)
     return build(specs, (in_dim,), out_dim, rng=rng, norm=settings, weight_scale=weight_scale,
-                 dtype=dtype)
+                 dtype=dtype, kernels=kernels)

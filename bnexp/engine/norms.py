@@ -119,6 +119,22 @@ class _BNWorkND:
         return np.matmul(self.ones_n, self.rows.reshape(N, C), out)
 
 
+class _BNFast:
+    """BatchNorm's work arrays on the compiled path ((N, C) inputs): the
+    kernels keep no centred copy; backward reads the input again."""
+
+    def __init__(self, N: int, D: int, dtype: np.dtype) -> None:
+        self.y, self.dx = np.empty((N, D), dtype=dtype), np.empty((N, D), dtype=dtype)
+        self.stats = np.empty((2, D), dtype=dtype)  # batch mean, biased batch variance
+        self.sv = np.empty(D, dtype=dtype)
+        # gamma = 1 and beta = 0, and gradients nobody reads, without the affine map
+        self.ones, self.zeros = np.ones(D, dtype=dtype), np.zeros(D, dtype=dtype)
+        self.dgamma, self.dbeta = np.empty(D, dtype=dtype), np.empty(D, dtype=dtype)
+        self.keep = self.c_mean = self.c_var = None  # fixed running-update coefficients
+        self.x: np.ndarray | None = None
+        self.relu, self.batch_stats = False, True
+
+
 class BatchNorm(_RunningStats, Layer):
     """Batch normalization per channel, over the batch and every spatial axis,
     with PyTorch's BatchNorm1d/BatchNorm2d semantics.
@@ -195,15 +211,85 @@ class BatchNorm(_RunningStats, Layer):
         unbias = M / (M - 1) if self.convention == "pytorch" else 1.0
         return 1.0 - f, np.array([[f], [f * unbias]], dtype=dtype)
 
-    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+    def _check_input(self, x: np.ndarray, train: bool) -> None:
         _check_channels(self, x)
-        use_batch = train or not self.track_running_stats
-        if use_batch and train and x.size // self.D < 2:
+        if train and x.size // self.D < 2:
             raise ValueError(
                 "BatchNorm: training needs at least 2 values per channel (batch size x "
                 f"spatial size; got input of shape {tuple(x.shape)}); with one, every "
                 "output is beta and every gradient zero"
             )
+
+    def _compiled(self, x: np.ndarray, train: bool) -> bool:
+        """Whether the compiled kernels take this input: (N, C) rows, plain BN."""
+        return (self.kernels is not None and x.ndim == 2 and x.flags.c_contiguous
+                and not (train and (self.ghost_batch is not None or self.renorm is not None)))
+
+    def forward_relu(self, x: np.ndarray, train: bool, relu: Layer) -> np.ndarray:
+        """``relu.forward(self.forward(x, train))``, as one fused kernel where the
+        compiled kernels take the input (same numbers as the two calls)."""
+        self._check_input(x, train)
+        if self._compiled(x, train):
+            return self._forward_compiled(x, train, True)
+        return relu.forward(self.forward(x, train), train)
+
+    def backward_relu(self, dy: np.ndarray, relu: Layer) -> np.ndarray:
+        """The backward pass of ``forward_relu``."""
+        w = self._need_cache("_w")
+        if isinstance(w, _BNFast) and w.relu:
+            return self._backward_compiled(dy, w)
+        return self.backward(relu.backward(dy))
+
+    def _forward_compiled(self, x: np.ndarray, train: bool, relu: bool) -> np.ndarray:
+        K = self.kernels
+        key = ("compiled", x.shape, x.dtype)
+        w = self._work.get(key)
+        if w is None:
+            w = self._work[key] = _BNFast(x.shape[0], self.D, x.dtype)
+            w.keep, w.c_mean, w.c_var = self._compiled_coef(  # momentum None: set per step
+                1.0 if self.momentum is None else self.momentum, max(x.shape[0], 2), x.dtype)
+        gamma = self.params["gamma"] if self.affine else w.ones
+        beta = self.params["beta"] if self.affine else w.zeros
+        use_batch = train or not self.track_running_stats
+        if use_batch:
+            update = train and self.track_running_stats
+            coef = w.keep, w.c_mean, w.c_var
+            if update:
+                count = self._count()
+                if self.momentum is None:
+                    coef = self._compiled_coef(1.0 / count, x.shape[0], x.dtype)
+            running = self._running if update else w.stats  # w.stats: a stand-in, unused
+            K.bn_train_forward(x, gamma, beta, self.eps, relu, w.stats, w.sv, w.y, update,
+                               running, *coef)
+        else:
+            K.bn_eval_forward(x, self._running[0], self._running[1], gamma, beta, self.eps,
+                              relu, w.sv, w.y)
+        w.x, w.relu, w.batch_stats = x, relu, use_batch
+        self._w = w
+        return w.y
+
+    def _compiled_coef(self, f: float, M: int, dtype) -> tuple:
+        """``_running_coef`` as scalars of the buffers' dtype (NumPy's arithmetic)."""
+        keep, coef = self._running_coef(f, M, dtype)
+        return np.dtype(dtype).type(keep), coef[0, 0], coef[1, 0]
+
+    def _backward_compiled(self, dy: np.ndarray, w: _BNFast) -> np.ndarray:
+        dgamma = self.grads["gamma"] if self.affine else w.dgamma
+        dbeta = self.grads["beta"] if self.affine else w.dbeta
+        if w.batch_stats:
+            mean, var = w.stats[0], w.stats[1]
+        else:
+            mean, var = self._running[0], self._running[1]
+        beta = self.params["beta"] if self.affine else w.zeros
+        self.kernels.bn_backward(np.ascontiguousarray(dy), w.x, w.relu, w.batch_stats,
+                                 mean, var, beta, self.eps, w.sv, dgamma, dbeta, w.dx)
+        return w.dx
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        self._check_input(x, train)
+        if self._compiled(x, train):
+            return self._forward_compiled(x, train, False)
+        use_batch = train or not self.track_running_stats
         if train and self.ghost_batch is not None:
             return self._forward_ghost(x)
         if train and self.renorm is not None:
@@ -378,6 +464,8 @@ class BatchNorm(_RunningStats, Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         w = self._need_cache("_w")
+        if isinstance(w, _BNFast):
+            return self._backward_compiled(dy, w)
         if isinstance(w, tuple):
             return self._backward_ghost(dy) if w[0] == "ghost" else self._backward_renorm(dy)
         if isinstance(w, _BNWorkND):

@@ -17,10 +17,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..choices import OPTIMIZERS
+from .kernels import load as load_kernels
 from .layers import Layer
 
 
 class Optimizer:
+    kernels = None  # or the compiled kernels (see Layer.kernels): one fused pass per update
+
     def __init__(self, layers: Sequence[Layer], lr: float, weight_decay: float = 0.0) -> None:
         if not lr > 0:
             raise ValueError(f"lr={lr} must be > 0")
@@ -63,6 +66,10 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def _scalar(self, value: float):
+        """A Python float as the params' dtype, as NumPy casts one in an update."""
+        return self.params.dtype.type(value)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the state carried between steps (none for plain SGD)."""
         return {}
@@ -81,6 +88,9 @@ class SGD(Optimizer):
     """``p -= lr * g``."""
 
     def step(self) -> None:
+        if self.kernels is not None:
+            self.kernels.sgd_step(self.params, self._grad(), self._scalar(-self.lr))
+            return
         np.multiply(self._grad(), -self.lr, out=self._tmp)
         self.params += self._tmp
 
@@ -105,6 +115,10 @@ class Momentum(Optimizer):
 
     def step(self) -> None:
         g, v, tmp = self._grad(), self.velocity, self._tmp
+        if self.kernels is not None:
+            self.kernels.momentum_step(self.params, g, v, self._scalar(self.momentum),
+                                       self._scalar(-self.lr), self.nesterov)
+            return
         v *= self.momentum
         v += g
         if self.nesterov:
@@ -141,6 +155,12 @@ class Adam(Optimizer):
         c1 = 1.0 - self.beta1**self.t
         c2 = 1.0 - self.beta2**self.t
         g, m, v, tmp = self._grad(), self.m, self.v, self._tmp
+        if self.kernels is not None:
+            f = self._scalar
+            self.kernels.adam_step(self.params, g, m, v, f(self.beta1), f(1.0 - self.beta1),
+                                   f(self.beta2), f(1.0 - self.beta2), f(1.0 / c2), f(self.eps),
+                                   f(-self.lr / c1))
+            return
         m *= self.beta1
         np.multiply(g, 1.0 - self.beta1, out=tmp)
         m += tmp
@@ -157,12 +177,17 @@ class Adam(Optimizer):
 
 
 def make_optimizer(name: str, layers: Sequence[Layer], lr: float, *, momentum: float = 0.9,
-                   nesterov: bool = False, weight_decay: float = 0.0) -> Optimizer:
-    """Build an optimizer by its config name: ``sgd | momentum | adam``."""
+                   nesterov: bool = False, weight_decay: float = 0.0,
+                   kernels: str = "numpy") -> Optimizer:
+    """Build an optimizer by its config name: ``sgd | momentum | adam``, its
+    update run by ``kernels`` (``numpy | numba``)."""
     if name == "sgd":
-        return SGD(layers, lr, weight_decay)
-    if name == "momentum":
-        return Momentum(layers, lr, momentum, nesterov, weight_decay)
-    if name == "adam":
-        return Adam(layers, lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer: got {name!r}, expected one of {', '.join(OPTIMIZERS)}")
+        opt = SGD(layers, lr, weight_decay)
+    elif name == "momentum":
+        opt = Momentum(layers, lr, momentum, nesterov, weight_decay)
+    elif name == "adam":
+        opt = Adam(layers, lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer: got {name!r}, expected one of {', '.join(OPTIMIZERS)}")
+    opt.kernels = load_kernels(kernels)
+    return opt

@@ -1,0 +1,251 @@
+"""Compiled kernels for the passes NumPy cannot fuse (``train.kernels: numba``).
+
+Each kernel does in one or two sweeps over memory what the NumPy engine does
+in several whole-array calls: batch norm forward (statistics, normalization,
+running update and, fused, the ReLU after it) and backward (both sums and the
+input gradient in two sweeps), ReLU, softmax cross-entropy with its gradient,
+and the optimizer updates. Matrix products stay with NumPy's BLAS.
+
+The NumPy engine is the reference: these kernels agree with it to float32
+rounding (the tests compare every layer), not bit for bit, because sums are
+accumulated here in float64, in row order, where NumPy's BLAS sums in the
+array's dtype. The optimizer kernels repeat NumPy's operations in its order
+and dtype, so they agree bit for bit. No kernel is parallel and none uses
+fast-math: a run is bit-identical on one machine whatever the thread count.
+
+Compiled on first use and cached on disk (``cache=True``: next to this file,
+or in numba's per-user cache where that is not writable), so sweep workers
+load them instead of compiling them again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+
+
+@njit(**_JIT)
+def bn_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running, keep, c_mean,
+                     c_var):
+    """Batch norm over the rows of x (N, D) with the batch's mean and biased
+    variance; y = (x - mean) * sv + beta, sv = gamma / sqrt(var + eps), then
+    max(y, 0) when ``relu``. Writes stats[0] (mean), stats[1] (variance) and
+    sv in x's dtype; with ``update``, also running = keep * running +
+    [c_mean, c_var] * stats in the buffers' dtype (the NumPy engine's
+    arithmetic). The statistics take one pass: float64 sums of x - x[0] and
+    of its square (shifted by the first row, so no cancellation)."""
+    N, D = x.shape
+    s = np.zeros(D, np.float64)
+    q = np.zeros(D, np.float64)
+    shift = np.empty(D, np.float64)
+    for j in range(D):
+        shift[j] = x[0, j]
+    i = 0
+    while i + 4 <= N:  # four rows per sweep: a quarter of the accumulator traffic
+        for j in range(D):
+            d0, d1 = x[i, j] - shift[j], x[i + 1, j] - shift[j]
+            d2, d3 = x[i + 2, j] - shift[j], x[i + 3, j] - shift[j]
+            s[j] += (d0 + d1) + (d2 + d3)
+            q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        i += 4
+    for i in range(i, N):
+        for j in range(D):
+            d = x[i, j] - shift[j]
+            s[j] += d
+            q[j] += d * d
+    for j in range(D):
+        m = s[j] / N
+        var = max(q[j] / N - m * m, 0.0)
+        stats[0, j] = shift[j] + m
+        stats[1, j] = var
+        sv[j] = gamma[j] / np.sqrt(var + eps)
+    if update:
+        for j in range(D):
+            running[0, j] = running[0, j] * keep + stats[0, j] * c_mean
+            running[1, j] = running[1, j] * keep + stats[1, j] * c_var
+    _normalize(x, stats[0], sv, beta, relu, y)
+
+
+@njit(**_JIT)
+def bn_eval_forward(x, mean, var, gamma, beta, eps, relu, sv, y):
+    """Batch norm with given (running) statistics: one pass."""
+    D = x.shape[1]
+    for j in range(D):
+        sv[j] = gamma[j] / np.sqrt(var[j] + eps)
+    _normalize(x, mean, sv, beta, relu, y)
+
+
+@njit(**_JIT)
+def _normalize(x, mean, sv, beta, relu, y):
+    N, D = x.shape
+    zero = y.dtype.type(0)
+    for i in range(N):
+        if relu:
+            for j in range(D):
+                v = (x[i, j] - mean[j]) * sv[j] + beta[j]
+                y[i, j] = zero if v < zero else v
+        else:
+            for j in range(D):
+                y[i, j] = (x[i, j] - mean[j]) * sv[j] + beta[j]
+
+
+@njit(**_JIT)
+def bn_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbeta, dx):
+    """The gradient of batch norm (fused: of max(BN(x), 0) when ``relu``, the
+    ReLU's mask recomputed from x exactly as the forward pass computed it).
+    Float64 sums of g and g * (x - mean) give dbeta and dgamma; then
+    dx = sv * g + a * (x - mean) + c, a = -sv * sum(g * xc) / (N (var + eps)),
+    c = -sv * sum(g) / N (the last two terms only with batch statistics)."""
+    N, D = dy.shape
+    zero = dx.dtype.type(0)
+    s1 = np.zeros(D, np.float64)
+    s2 = np.zeros(D, np.float64)
+    i = 0
+    while i + 4 <= N:  # four rows per sweep, as in the forward pass
+        for j in range(D):
+            m, v, bj = mean[j], sv[j], beta[j]
+            xc0, xc1 = x[i, j] - m, x[i + 1, j] - m
+            xc2, xc3 = x[i + 2, j] - m, x[i + 3, j] - m
+            g0, g1, g2, g3 = dy[i, j], dy[i + 1, j], dy[i + 2, j], dy[i + 3, j]
+            if relu:  # the fused ReLU's mask, recomputed as the forward pass computed it
+                g0 = g0 if xc0 * v + bj > zero else zero
+                g1 = g1 if xc1 * v + bj > zero else zero
+                g2 = g2 if xc2 * v + bj > zero else zero
+                g3 = g3 if xc3 * v + bj > zero else zero
+            s1[j] += (np.float64(g0) + g1) + (np.float64(g2) + g3)
+            s2[j] += ((np.float64(g0) * xc0 + np.float64(g1) * xc1)
+                      + (np.float64(g2) * xc2 + np.float64(g3) * xc3))
+        i += 4
+    for i in range(i, N):
+        for j in range(D):
+            xc = x[i, j] - mean[j]
+            g = dy[i, j]
+            if relu and not xc * sv[j] + beta[j] > zero:
+                g = zero
+            s1[j] += g
+            s2[j] += np.float64(g) * xc
+    a = np.zeros(D, dx.dtype)
+    c = np.zeros(D, dx.dtype)
+    for j in range(D):
+        vpe = np.float64(var[j]) + eps
+        dbeta[j] = s1[j]
+        dgamma[j] = s2[j] / np.sqrt(vpe)
+        if batch_stats:
+            a[j] = -sv[j] * s2[j] / (N * vpe)
+            c[j] = -sv[j] * s1[j] / N
+    for i in range(N):
+        if relu:
+            for j in range(D):
+                xc = x[i, j] - mean[j]
+                g = dy[i, j] if xc * sv[j] + beta[j] > zero else zero
+                dx[i, j] = sv[j] * g + a[j] * xc + c[j]
+        else:
+            for j in range(D):
+                xc = x[i, j] - mean[j]
+                dx[i, j] = sv[j] * dy[i, j] + a[j] * xc + c[j]
+
+
+@njit(**_JIT)
+def relu_forward(x, y):
+    n = x.size
+    xf, yf = x.reshape(n), y.reshape(n)
+    for i in range(n):
+        v = xf[i]
+        yf[i] = 0 if v < 0 else v
+
+
+@njit(**_JIT)
+def relu_backward(dy, y, dx):
+    n = dy.size
+    df, yf, of = dy.reshape(n), y.reshape(n), dx.reshape(n)
+    for i in range(n):
+        of[i] = df[i] if yf[i] > 0 else 0
+
+
+@njit(**_JIT)
+def xent_shift(logits, labels, shifted, true):
+    """The first half of softmax cross-entropy: each row of logits (N, C) less
+    its maximum into ``shifted`` (no exponent is then positive), and the
+    shifted logit of each row's label into ``true``. Returns False if a label
+    is outside [0, C). (NumPy's vectorized exp runs between the halves.)"""
+    N, C = logits.shape
+    for i in range(N):
+        if labels[i] < 0 or labels[i] >= C:
+            return False
+        m = logits[i, 0]
+        for k in range(1, C):
+            if logits[i, k] > m:
+                m = logits[i, k]
+        for k in range(C):
+            shifted[i, k] = logits[i, k] - m
+        true[i] = shifted[i, labels[i]]
+    return True
+
+
+@njit(**_JIT)
+def xent_finish(labels, p, true):
+    """The second half: from p = exp(shifted), the mean loss (returned) and,
+    in place, its gradient (softmax - onehot) / N (float64 sums)."""
+    N, C = p.shape
+    total = 0.0
+    for i in range(N):
+        s = 0.0
+        for k in range(C):
+            s += p[i, k]
+        total += np.log(s) - true[i]
+        inv = 1.0 / (s * N)
+        for k in range(C):
+            p[i, k] = p[i, k] * inv
+        p[i, labels[i]] -= 1.0 / N
+    return total / N
+
+
+@njit(**_JIT)
+def sgd_step(params, grads, neg_lr):
+    """params += grads * neg_lr, each product rounded to the params' dtype
+    first (NumPy's multiply-then-add)."""
+    for i in range(params.size):
+        t = grads[i] * neg_lr
+        params[i] = params[i] + t
+
+
+@njit(**_JIT)
+def momentum_step(params, grads, velocity, mu, neg_lr, nesterov):
+    """v = v * mu + g; params += v * neg_lr (Nesterov: (v * mu + g) * neg_lr),
+    in NumPy's order and dtype."""
+    for i in range(params.size):
+        v = velocity[i] * mu
+        v = v + grads[i]
+        velocity[i] = v
+        if nesterov:
+            t = v * mu
+            t = t + grads[i]
+            t = t * neg_lr
+        else:
+            t = v * neg_lr
+        params[i] = params[i] + t
+
+
+@njit(**_JIT)
+def adam_step(params, grads, m, v, beta1, one_m_beta1, beta2, one_m_beta2, inv_c2, eps,
+              step_size):
+    """Adam's update in NumPy's order and dtype: m = m * b1 + g * (1 - b1);
+    v = v * b2 + (g * g) * (1 - b2); params += m / (sqrt(v * inv_c2) + eps)
+    * step_size (step_size = -lr / c1)."""
+    for i in range(params.size):
+        g = grads[i]
+        mi = m[i] * beta1
+        mi = mi + g * one_m_beta1
+        m[i] = mi
+        vi = v[i] * beta2
+        gg = g * g
+        vi = vi + gg * one_m_beta2
+        v[i] = vi
+        t = vi * inv_c2
+        t = np.sqrt(t)
+        t = t + eps
+        t = mi / t
+        t = t * step_size
+        params[i] = params[i] + t

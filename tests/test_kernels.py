@@ -1,0 +1,219 @@
+"""The compiled kernels (``train.kernels: numba``) against the NumPy engine,
+the reference: every layer they take agrees with it to float32 rounding
+(float64: to 1e-12), the optimizer updates agree bit for bit, the fused
+BatchNorm -> ReLU pair gives exactly the numbers of the two layers run one
+by one, and their gradients pass the finite-difference check. Skipped where
+numba is not installed (``pip install "bnexp[fast]"``)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from gradcheck import check_layer
+
+from bnexp import config, runner
+from bnexp.engine import BatchNorm, ReLU, SoftmaxCrossEntropy, build_mlp, make_optimizer
+from bnexp.engine.kernels import load
+from bnexp.train import train
+
+pytest.importorskip("numba")
+K = load("numba")
+
+# Largest difference allowed, relative to the largest magnitude compared.
+TOL = {np.float32: 2e-6, np.float64: 1e-12}
+
+
+def close(ref, got, dtype):
+    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    assert float(np.abs(ref - got).max()) / scale <= TOL[dtype] * (10 if dtype is np.float32
+                                                                   else 1)
+
+
+def bn_pair(D, dtype, **kw):
+    """Two BatchNorms with the same (randomized) gamma and beta: NumPy's and the kernels'."""
+    rng = np.random.default_rng(5)
+    ref, fast = BatchNorm(D, dtype=dtype, **kw), BatchNorm(D, dtype=dtype, **kw)
+    fast.kernels = K
+    if ref.affine:
+        for key in ("gamma", "beta"):
+            ref.params[key][...] = rng.standard_normal(D)
+            fast.params[key][...] = ref.params[key]
+    return ref, fast
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("opts", [
+    {},
+    {"affine": False},
+    {"momentum": None},
+    {"track_running_stats": False},
+    {"convention": "book", "momentum": 0.1, "eps": 1e-6},
+])
+def test_batchnorm_kernels_agree_with_numpy(dtype, relu, opts):
+    """Train steps (outputs, running statistics, every gradient), then eval mode."""
+    rng = np.random.default_rng(0)
+    N, D = 37, 23  # odd sizes: the four-row sweeps have a remainder
+    ref, fast = bn_pair(D, dtype, **opts)
+    r_relu, f_relu = ReLU(), ReLU()
+    f_relu.kernels = K
+    for mode in (True, True, True, False):
+        x = (rng.standard_normal((N, D)) * 3 + rng.standard_normal(D) * 5).astype(dtype)
+        dy = rng.standard_normal((N, D)).astype(dtype)
+        if relu:
+            y_ref = r_relu.forward(ref.forward(x, mode), mode).copy()
+            y_fast = fast.forward_relu(x, mode, f_relu)
+            dx_ref = ref.backward(r_relu.backward(dy)).copy()
+            dx_fast = fast.backward_relu(dy, f_relu)
+        else:
+            y_ref, y_fast = ref.forward(x, mode).copy(), fast.forward(x, mode)
+            dx_ref, dx_fast = ref.backward(dy).copy(), fast.backward(dy)
+        assert y_fast.dtype == dtype and dx_fast.dtype == dtype
+        close(y_ref, y_fast, dtype)
+        close(dx_ref, dx_fast, dtype)
+        for key in ref.grads:
+            close(ref.grads[key], fast.grads[key], dtype)
+        for key in ref.buffers:
+            close(ref.buffers[key], fast.buffers[key], dtype)
+        if relu:
+            assert (y_fast == 0).any() and (y_fast > 0).any()  # the mask matters
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_the_kernels_batchnorm_gradients_pass_the_finite_difference_check(relu):
+    rng = np.random.default_rng(1)
+    layer = BatchNorm(6, dtype=np.float64)
+    layer.kernels = K
+    layer.params["gamma"][...] = rng.standard_normal(6)
+    layer.params["beta"][...] = rng.standard_normal(6)
+    if relu:  # the fused pair as one layer
+        act = ReLU()
+        act.kernels = K
+        layer.forward = lambda x, train, bn=BatchNorm.forward_relu: bn(layer, x, train, act)
+        layer.backward = lambda dy, bn=BatchNorm.backward_relu: bn(layer, dy, act)
+    x = rng.standard_normal((9, 6)) * 2 + 0.3
+    errors = check_layer(layer, x, rng)
+    assert errors and max(errors.values()) < 1e-6, errors
+
+
+def test_the_fused_pair_gives_the_numbers_of_the_two_layers_one_by_one():
+    """A network's plain forward fuses BatchNorm -> ReLU; a recorded forward runs
+    them one by one. Both give the same losses and parameters, bit for bit."""
+    def run(record_every):
+        rng = np.random.default_rng(0)
+        net = build_mlp(30, 4, [16, 16], rng=rng, norm="batch", kernels="numba")
+        opt = make_optimizer("momentum", net.layers, 0.05, kernels="numba")
+        x, y = rng.standard_normal((64, 30)), rng.integers(0, 4, 64)
+        losses = []
+        for step in range(6):
+            losses.append(net.loss_and_backward(x[step % 2 * 32:][:32], y[step % 2 * 32:][:32],
+                                                record=step % record_every == 0))
+            opt.step()
+        return losses, opt.params.copy()
+    assert any(isinstance(layer, BatchNorm) for layer, relu in
+               build_mlp(3, 2, [4], rng=np.random.default_rng(0), norm="batch",
+                         kernels="numba")._steps if relu is not None)
+    fused, unfused = run(10**6), run(1)
+    assert fused[0] == unfused[0]
+    np.testing.assert_array_equal(fused[1], unfused[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernel_equals_numpy(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 5, 5)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    ref, fast = ReLU(), ReLU()
+    fast.kernels = K
+    np.testing.assert_array_equal(ref.forward(x, True), fast.forward(x, True))
+    np.testing.assert_array_equal(ref.backward(dy), fast.backward(dy))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_loss_kernels_agree_with_numpy(dtype, scale):
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((50, 10)) * scale).astype(dtype)
+    labels = rng.integers(0, 10, 50)
+    ref, fast = SoftmaxCrossEntropy(), SoftmaxCrossEntropy()
+    fast.kernels = K
+    l_ref, l_fast = ref.forward(logits, labels), fast.forward(logits, labels)
+    assert np.isfinite(l_fast)
+    assert abs(l_ref - l_fast) <= TOL[dtype] * 10 * max(abs(l_ref), 1.0)
+    close(ref.backward(), fast.backward(), dtype)
+
+
+def test_the_loss_kernel_refuses_labels_out_of_range():
+    fast = SoftmaxCrossEntropy()
+    fast.kernels = K
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got values from 0 to 3"):
+        fast.forward(np.zeros((4, 3), np.float32), np.array([0, 1, 2, 3]))
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("sgd", {}), ("sgd", {"weight_decay": 1e-3}), ("momentum", {}),
+    ("momentum", {"nesterov": True, "weight_decay": 1e-3}), ("adam", {}),
+    ("adam", {"weight_decay": 1e-2}),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizer_kernels_equal_numpy_bit_for_bit(name, opts, dtype):
+    """Same gradients in, the same parameters and state out, exactly."""
+    def make(kernels):
+        net = build_mlp(7, 3, [5], rng=np.random.default_rng(0), norm="batch", dtype=dtype)
+        return net, make_optimizer(name, net.layers, 0.03, kernels=kernels, **opts)
+    (_, ref), (_, fast) = make("numpy"), make("numba")
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        g = rng.standard_normal(ref.grads.shape).astype(dtype)
+        ref.grads[...] = g
+        fast.grads[...] = g
+        ref.step()
+        fast.step()
+    assert not np.array_equal(ref.params, make("numpy")[1].params)  # it did move
+    np.testing.assert_array_equal(ref.params, fast.params)
+    for key, value in ref.state_dict().items():
+        np.testing.assert_array_equal(value, fast.state_dict()[key])
+
+
+def small_config(**train):
+    return config.from_dict({"name": "k", "data": {"n_train": 500, "n_test": 200},
+                             "model": {"hidden": [32, 32]},
+                             "train": {"epochs": 2, "batch_size": 50, "kernels": "numba",
+                                       **train}})
+
+
+def test_a_run_on_the_kernels_repeats_bit_for_bit_and_stays_near_numpy():
+    cfg = small_config()
+    a, b = train(cfg), train(cfg)
+    strip = [{k: v for k, v in row.items() if k != "elapsed"} for row in a.metrics]
+    assert strip == [{k: v for k, v in row.items() if k != "elapsed"} for row in b.metrics]
+    ref = train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                   kernels="numpy")))
+    for mine, theirs in zip(a.metrics, ref.metrics):
+        assert abs(mine["train_loss"] - theirs["train_loss"]) < 1e-3
+        assert abs(mine["test_acc"] - theirs["test_acc"]) <= 0.02
+    assert a.metrics[-1]["train_loss"] != ref.metrics[-1]["train_loss"]  # another path
+
+
+def test_run_json_records_the_kernels(tmp_path):
+    cfg = small_config(epochs=1)
+    run_dir = tmp_path / "k"
+    runner.execute(cfg, run_dir, plot=False)
+    import json
+
+    prov = json.loads((run_dir / "run.json").read_text())["provenance"]
+    assert prov["engine"] == "numba" and prov["numba"] and prov["llvmlite"]
+    assert (run_dir / "config.yaml").read_text().count("kernels: numba") == 1
+
+
+def test_kernels_numba_without_numba_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba" else real(name, *a))
+    with pytest.raises(config.ConfigError) as err:
+        small_config()
+    assert err.value.errors == ["train.kernels: got 'numba', but numba is not installed here; "
+                                "expected numpy, or install it: pip install \"bnexp[fast]\""]
