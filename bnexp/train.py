@@ -262,6 +262,35 @@ def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator
                  kernels=cfg.train.kernels)
 
 
+def warm_kernels(cfgs) -> None:
+    """Compile the numba kernels that ``cfgs`` will run (or load them from
+    numba's disk cache), once per distinct model, by training one small step
+    of it on random rows: parallel workers started afterwards then load them
+    from the cache instead of each compiling them. Configs on the NumPy
+    kernels need nothing."""
+    seen = set()
+    for cfg in cfgs:
+        if cfg.train.kernels != "numba":
+            continue
+        key = (repr(cfg.model), repr(cfg.norm), cfg.train.dtype, cfg.train.optimizer)
+        if key in seen:
+            continue
+        seen.add(key)
+        synthetic = cfg.data.dataset == "synthetic"
+        dim = cfg.data.dim if synthetic else IMAGE_SIZE * IMAGE_SIZE
+        classes = cfg.data.classes if synthetic else 10
+        rng = np.random.default_rng(0)
+        model = build_model(cfg, dim, classes, rng)
+        opt = make_optimizer(cfg.train.optimizer, model.layers, cfg.train.lr,
+                             kernels=cfg.train.kernels)
+        x = rng.random((4, dim)).astype(cfg.train.dtype)
+        y = np.arange(4) % classes
+        with one_blas_thread(), np.errstate(all="ignore"):
+            model.loss_and_backward(x, y)
+            opt.step()
+            model.evaluate(x, y)
+
+
 def steps_per_epoch(cfg: Config, n_train: int) -> int:
     """Full batches only: every step sees exactly ``batch_size`` samples (a
     short last batch would change BN's statistics); a new shuffle each epoch

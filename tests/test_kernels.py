@@ -217,3 +217,115 @@ def test_kernels_numba_without_numba_is_one_clear_error(monkeypatch):
         small_config()
     assert err.value.errors == ["train.kernels: got 'numba', but numba is not installed here; "
                                 "expected numpy, or install it: pip install \"bnexp[fast]\""]
+
+
+def whole_and_layered(steps=6, N=24, dtype=np.float64, norm="batch", opt="momentum", **kw):
+    """Train the same MLP twice on the numba kernels: as whole compiled passes
+    (the default for such a network) and layer by layer. Returns both runs'
+    losses, final state and whether the first really ran whole."""
+    def run(whole):
+        rng = np.random.default_rng(0)
+        net = build_mlp(12, 5, [9, 7, 6], rng=rng, norm=norm, dtype=dtype, kernels="numba",
+                        weight_scale=0.5, **kw)
+        optim = make_optimizer(opt, net.layers, 0.05, kernels="numba")
+        if not whole:
+            net._whole_step = lambda x: None
+        x = rng.standard_normal((2 * N, 12)).astype(dtype) * 2 + 1
+        y = rng.integers(0, 5, 2 * N)
+        losses = []
+        for step in range(steps):
+            part = slice(step % 2 * N, step % 2 * N + N)
+            losses.append(net.loss_and_backward(x[part], y[part]))
+            optim.step()
+        grads = {f"{n}.{k}": g.copy() for n, layer in net.named_layers()
+                 for k, g in layer.grads.items()}
+        used = any(plan is not None for plan in net._whole.values())
+        return losses, net.state_dict(), grads, used
+    return run(True), run(False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opts", [
+    {}, {"norm": "none"}, {"momentum": None}, {"affine": False, "track_running_stats": False},
+    {"convention": "book", "eps": 1e-6}, {"opt": "adam"},
+])
+def test_the_whole_compiled_pass_equals_the_layer_by_layer_path_bit_for_bit(dtype, opts):
+    (l1, s1, g1, used), (l2, s2, g2, used2) = whole_and_layered(dtype=dtype, **opts)
+    assert used and not used2
+    assert l1 == l2
+    assert s1.keys() == s2.keys() and g1.keys() == g2.keys()
+    for key in s1:
+        np.testing.assert_array_equal(s1[key], s2[key], err_msg=key)
+    for key in g1:
+        np.testing.assert_array_equal(g1[key], g2[key], err_msg=key)
+    assert int(s1["batchnorm1.num_batches_tracked"] if "batchnorm1.num_batches_tracked" in s1
+               else 6) == 6
+
+
+@pytest.mark.parametrize("kw", [{"dropout": 0.2}, {"norm": "layer"}, {"activation": "tanh"},
+                                {"placement": "after"}])
+def test_networks_of_another_form_run_layer_by_layer(kw):
+    net = build_mlp(12, 5, [8, 8], rng=np.random.default_rng(0), kernels="numba",
+                    **{"norm": "batch", **kw})
+    assert net._whole_step(np.zeros((4, 12), np.float32)) is None
+    plain = build_mlp(12, 5, [8, 8], rng=np.random.default_rng(0), kernels="numba",
+                      norm="batch")
+    assert plain._whole_step(np.zeros((4, 12), np.float32)) is not None
+
+
+def test_without_a_blas_it_can_call_the_network_runs_layer_by_layer(monkeypatch):
+    from bnexp.engine import numba_step
+
+    monkeypatch.setattr(numba_step, "_gemm_addresses", lambda: None)
+    net = build_mlp(12, 5, [8], rng=np.random.default_rng(0), kernels="numba", norm="batch")
+    assert net._whole_step(np.zeros((4, 12), np.float32)) is None
+    assert np.isfinite(net.loss_and_backward(np.ones((4, 12)), np.arange(4)))
+
+
+def test_the_whole_pass_refuses_bad_labels_and_stops_at_a_non_finite_loss():
+    net = build_mlp(6, 3, [5], rng=np.random.default_rng(0), kernels="numba", norm="batch",
+                    dtype=np.float64)
+    x = np.random.default_rng(1).standard_normal((4, 6))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        net.loss_and_backward(x, np.array([0, 1, 2, 3]))
+    assert any(plan is not None for plan in net._whole.values())
+    net.layers[-1].params["W"][...] = np.inf
+    before = net.layers[-1].grads["W"].copy()
+    assert not np.isfinite(net.loss_and_backward(x, np.array([0, 1, 2, 0])))
+    np.testing.assert_array_equal(net.layers[-1].grads["W"], before)  # no backward
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_on_the_kernels_agrees_with_numpy(dtype):
+    """Same products (NumPy's BLAS either way); the bias gradient is the
+    kernels' column sums."""
+    from bnexp.engine import Linear
+
+    rng = np.random.default_rng(6)
+    ref = Linear(13, 7, rng=np.random.default_rng(0), dtype=dtype)
+    fast = Linear(13, 7, rng=np.random.default_rng(0), dtype=dtype)
+    fast.kernels = K
+    x = rng.standard_normal((21, 13)).astype(dtype)
+    dy = rng.standard_normal((21, 7)).astype(dtype)
+    np.testing.assert_array_equal(ref.forward(x, True), fast.forward(x, True))
+    np.testing.assert_array_equal(ref.backward(dy), fast.backward(dy))
+    np.testing.assert_array_equal(ref.grads["W"], fast.grads["W"])
+    close(ref.grads["b"], fast.grads["b"], dtype)
+    close(dy.astype(np.float64).sum(axis=0), fast.grads["b"], dtype)
+
+
+def test_warming_the_kernels_compiles_what_a_config_runs(monkeypatch):
+    from bnexp.train import warm_kernels
+
+    calls = []
+    real = build_mlp.__globals__["Network"].loss_and_backward
+
+    def counting(self, *a, **kw):
+        calls.append(self.kernels)
+        return real(self, *a, **kw)
+    monkeypatch.setattr(build_mlp.__globals__["Network"], "loss_and_backward", counting)
+    numba_cfg = small_config()
+    numpy_cfg = dataclasses.replace(numba_cfg, train=dataclasses.replace(numba_cfg.train,
+                                                                         kernels="numpy"))
+    warm_kernels([numba_cfg, numba_cfg, numpy_cfg])
+    assert calls == ["numba"]  # once per distinct model, none for numpy

@@ -41,11 +41,18 @@ def blas_two_threads():
         yield
 
 
-def test_train_threads_sweep_and_dask_give_identical_metrics(tmp_path, blas_two_threads):
+@pytest.mark.parametrize("kernels", ["numpy", "numba"])
+def test_train_threads_sweep_and_dask_give_identical_metrics(tmp_path, blas_two_threads,
+                                                             kernels):
+    """On either kernels (numba: the whole compiled pass, its BLAS calls pinned
+    as NumPy's are)."""
     distributed = pytest.importorskip("distributed")
+    if kernels == "numba":
+        pytest.importorskip("numba")
     cfg = tmp_path / "chaos.yaml"
-    cfg.write_text(yaml.safe_dump({**CHAOTIC, "sweep": {"grid": {"model.norm": ["batch"]},
-                                                        "seeds": [0]}}))
+    chaos = {**CHAOTIC, "train": {**CHAOTIC["train"], "kernels": kernels}}
+    cfg.write_text(yaml.safe_dump({**chaos, "sweep": {"grid": {"model.norm": ["batch"]},
+                                                      "seeds": [0]}}))
     runs = {}
     for threads in (1, 2):
         res = invoke("train", cfg, "--out", tmp_path / f"t{threads}", "--threads", threads,

@@ -152,7 +152,9 @@ class Linear(Layer):
         x = self._need_cache("_x")
         _, dx, ones = self._w
         np.matmul(x.T, dy, self.grads["W"])
-        if self._bias:
+        if self._bias and self.kernels is not None and dy.flags.c_contiguous:
+            self.kernels.col_sums(dy, self.grads["b"])
+        elif self._bias:
             np.matmul(ones, dy, self.grads["b"])  # column sums through BLAS
         if not self.input_grad:
             return None

@@ -94,6 +94,7 @@ class Network:
         self.loss = SoftmaxCrossEntropy()
         self.loss.kernels = module
         self._steps = self._plan_steps()
+        self._whole: dict[tuple, object] = {}  # batch shape -> compiled-step plan or None
 
     def _plan_steps(self) -> list[tuple[Layer, Layer | None]]:
         """(layer, None) per layer, but (BatchNorm, ReLU) for a pair the compiled
@@ -151,10 +152,29 @@ class Network:
     def loss_and_backward(self, x: np.ndarray, labels: np.ndarray, record: bool = False) -> float:
         """One training pass in train mode: forward, mean loss, and (when the
         loss is finite) backward into every layer's grads. Returns the loss."""
+        if self.kernels == "numba" and not record:
+            whole = self._whole_step(x)
+            if whole is not None:  # the whole pass in two compiled calls
+                self._fused = False
+                return whole.run(x, labels)
         loss = self.loss.forward(self.forward(x, train=True, record=record), labels)
         if math.isfinite(loss):
             self.backward(self.loss.backward())
         return loss
+
+    def _whole_step(self, x: np.ndarray):
+        """The compiled whole-pass plan for batches shaped like ``x`` (numba
+        kernels, a plain MLP), or None: run layer by layer. Made again when the
+        layers' arrays changed (an optimizer packs them when it is made)."""
+        key = (x.shape, x.dtype)
+        plan = self._whole.get(key, False)
+        if plan is False or (plan is not None and not plan.current()):
+            from . import numba_step
+
+            plan = self._whole[key] = numba_step.plan(self, x)
+        if plan is not None and not x.flags.c_contiguous:
+            return None
+        return plan
 
     def replica(self) -> Network:
         """A model sharing this one's parameters and buffers but with its own
@@ -165,6 +185,7 @@ class Network:
         twin.loss.kernels = self.loss.kernels
         twin.records = []
         twin._steps = twin._plan_steps()
+        twin._whole = {}
         return twin
 
     def _evaluate_chunks(self, x: np.ndarray, labels: np.ndarray, starts: list[int],

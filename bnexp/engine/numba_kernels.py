@@ -21,9 +21,15 @@ load them instead of compiling them again.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
+# One module for all compiled code: numba's disk cache notices a change to a
+# function's own file only, so kernels and the functions that call them live
+# together (``numba_step`` plans the whole-pass calls from Python).
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 @njit(**_JIT)
@@ -39,11 +45,9 @@ def bn_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running, k
     N, D = x.shape
     s = np.zeros(D, np.float64)
     q = np.zeros(D, np.float64)
-    shift = np.empty(D, np.float64)
-    for j in range(D):
-        shift[j] = x[0, j]
+    shift = x[0]
     i = 0
-    while i + 4 <= N:  # four rows per sweep: a quarter of the accumulator traffic
+    while i + 4 <= N:  # four rows per sweep, summed in x's dtype, then into float64
         for j in range(D):
             d0, d1 = x[i, j] - shift[j], x[i + 1, j] - shift[j]
             d2, d3 = x[i + 2, j] - shift[j], x[i + 3, j] - shift[j]
@@ -58,7 +62,7 @@ def bn_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running, k
     for j in range(D):
         m = s[j] / N
         var = max(q[j] / N - m * m, 0.0)
-        stats[0, j] = shift[j] + m
+        stats[0, j] = np.float64(shift[j]) + m
         stats[1, j] = var
         sv[j] = gamma[j] / np.sqrt(var + eps)
     if update:
@@ -114,9 +118,8 @@ def bn_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbet
                 g1 = g1 if xc1 * v + bj > zero else zero
                 g2 = g2 if xc2 * v + bj > zero else zero
                 g3 = g3 if xc3 * v + bj > zero else zero
-            s1[j] += (np.float64(g0) + g1) + (np.float64(g2) + g3)
-            s2[j] += ((np.float64(g0) * xc0 + np.float64(g1) * xc1)
-                      + (np.float64(g2) * xc2 + np.float64(g3) * xc3))
+            s1[j] += (g0 + g1) + (g2 + g3)
+            s2[j] += (g0 * xc0 + g1 * xc1) + (g2 * xc2 + g3 * xc3)
         i += 4
     for i in range(i, N):
         for j in range(D):
@@ -145,6 +148,24 @@ def bn_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbet
             for j in range(D):
                 xc = x[i, j] - mean[j]
                 dx[i, j] = sv[j] * dy[i, j] + a[j] * xc + c[j]
+
+
+@njit(**_JIT)
+def col_sums(a, out):
+    """out = the sums of a's columns (float64 sums, four rows per sweep): a
+    Linear's bias gradient."""
+    N, D = a.shape
+    s = np.zeros(D, np.float64)
+    i = 0
+    while i + 4 <= N:
+        for j in range(D):
+            s[j] += (a[i, j] + a[i + 1, j]) + (a[i + 2, j] + a[i + 3, j])
+        i += 4
+    for i in range(i, N):
+        for j in range(D):
+            s[j] += a[i, j]
+    for j in range(D):
+        out[j] = s[j]
 
 
 @njit(**_JIT)
@@ -249,3 +270,106 @@ def adam_step(params, grads, m, v, beta1, one_m_beta1, beta2, one_m_beta2, inv_c
         t = mi / t
         t = t * step_size
         params[i] = params[i] + t
+
+
+# --- the whole training pass of a plain MLP (see numba_step) ----------------------
+
+@intrinsic
+def _gemm_call(typingctx, fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc):
+    """cblas_?gemm(RowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, 0, c, ldc)
+    through the function at address ``fn`` (64-bit integers: NumPy's ILP64
+    OpenBLAS); pointers arrive as integers."""
+    sig = types.void(fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc = args
+        i32, i64, ptr = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
+        real = alpha.type
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, ptr, i64,
+                                               ptr, i64, real, ptr, i64])
+        builder.call(builder.inttoptr(fn, fnty.as_pointer()),
+                     [ir.Constant(i32, _ROW_MAJOR), builder.trunc(ta, i32),
+                      builder.trunc(tb, i32), m, n, k, alpha, builder.inttoptr(a, ptr), lda,
+                      builder.inttoptr(b, ptr), ldb, ir.Constant(real, 0.0),
+                      builder.inttoptr(c, ptr), ldc])
+    return sig, codegen
+
+
+@njit(**_JIT)
+def mm(fn, a, b, c, ta, tb):
+    """c = op(a) @ op(b), op the transpose where asked; C-contiguous arrays."""
+    m, n = c.shape
+    k = a.shape[0] if ta else a.shape[1]
+    _gemm_call(fn, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, m, n, k,
+               c.dtype.type(1.0), a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+               c.ctypes.data, n)
+
+
+@njit(**_JIT)
+def _coef(count, momentum, unbias, dtype_one):
+    """The running update's (keep, c_mean, c_var) as BatchNorm computes them
+    (momentum NaN: a cumulative average, 1 / count)."""
+    f = 1.0 / count if np.isnan(momentum) else momentum
+    t = dtype_one.dtype.type
+    return t(1.0 - f), t(f), t(f * unbias)
+
+
+@njit(**_JIT)
+def mlp_forward(fn, x, labels, Ws, bs, has_bias, zs, hs, has_bn, update, gammas, betas, eps,
+            stats, svs, runnings, counts, moms, unbias, logits, shifted, true):
+    """Train-mode forward to the shifted logits (the loss's first half);
+    updates every BatchNorm's running statistics. False on a bad label."""
+    L = len(hs)
+    h = x
+    for l in range(L + 1):
+        z = zs[l] if l < L else logits
+        mm(fn, h, Ws[l], z, False, False)
+        if has_bias[l]:
+            b = bs[l]
+            N, D = z.shape
+            for i in range(N):
+                for j in range(D):
+                    z[i, j] = z[i, j] + b[j]
+        if l == L:
+            break
+        if has_bn[l]:
+            keep, cm, cv = stats[l][0, 0], stats[l][0, 0], stats[l][0, 0]
+            if update[l]:
+                counts[l][()] += 1
+                keep, cm, cv = _coef(counts[l][()], moms[l], unbias[l], svs[l][:1])
+            bn_train_forward(z, gammas[l], betas[l], eps[l], True, stats[l], svs[l], hs[l],
+                               update[l], runnings[l], keep, cm, cv)
+        else:
+            relu_forward(z, hs[l])
+        h = hs[l]
+    return xent_shift(logits, labels, shifted, true)
+
+
+@njit(**_JIT)
+def mlp_backward(fn, x, labels, p, true, Ws, dWs, dbs, has_bias, zs, hs, dhs, dzs, has_bn,
+             gammas, betas, dgammas, dbetas, eps, stats, svs):
+    """From p = exp(shifted logits): the mean loss (returned) and, when it is
+    finite, every gradient."""
+    loss = xent_finish(labels, p, true)
+    if not np.isfinite(loss):
+        return loss
+    L = len(hs)
+    g = p
+    for l in range(L, -1, -1):
+        inp = x if l == 0 else hs[l - 1]
+        mm(fn, inp, g, dWs[l], True, False)
+        if has_bias[l]:
+            col_sums(g, dbs[l])
+        if l == 0:
+            break
+        dh = dhs[l - 1]
+        mm(fn, g, Ws[l], dh, False, True)
+        dz = dzs[l - 1]
+        if has_bn[l - 1]:
+            st = stats[l - 1]
+            bn_backward(dh, zs[l - 1], True, True, st[0], st[1], betas[l - 1], eps[l - 1],
+                          svs[l - 1], dgammas[l - 1], dbetas[l - 1], dz)
+        else:
+            relu_backward(dh, hs[l - 1], dz)
+        g = dz
+    return loss

@@ -177,6 +177,9 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
     check_data(todo)  # found (or downloaded), read and sized, before any write
     pool = close = None
     if todo:
+        from ..train import warm_kernels
+
+        warm_kernels(p.config for p in todo)  # compiled here once, not in every worker
         pool, close, width = make_executor(executor, jobs, address)
     try:
         with store.lock(sweep_dir, "sweep"):

@@ -1,0 +1,181 @@
+"""A whole training pass of a plain MLP in two compiled calls (``train.kernels:
+numba``): forward, loss and backward of ``Linear -> [BatchNorm] -> ReLU``
+blocks and an output Linear, calling the BLAS library that NumPy itself calls
+(its ``cblas_?gemm``, found through threadpoolctl) for the products, and the
+kernels of ``numba_kernels`` for everything else. Python then runs once per
+step instead of once per layer.
+
+It gives exactly the numbers of the layer-by-layer numba path: the same
+kernels, and the same BLAS calls as ``np.matmul`` makes (checked on the
+network's own shapes when a plan is made; where they differ, or where the
+BLAS is not one this module can call, ``plan`` returns None and the network
+runs layer by layer). Networks of another form (dropout, other norms or
+activations, ghost batches, batch renorm, weight norm, images) run layer by
+layer too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from .layers import Linear, ReLU
+from .norms import BatchNorm
+from .numba_kernels import mlp_backward, mlp_forward, mm
+
+
+@functools.cache
+def _gemm_addresses() -> dict | None:
+    """{dtype: address} of NumPy's BLAS ``cblas_sgemm`` / ``cblas_dgemm`` with
+    64-bit integers, or None where NumPy's BLAS has no such symbols."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for info in threadpool_info():
+        if info.get("user_api") != "blas" or "numpy" not in str(info.get("filepath")):
+            continue
+        lib = ctypes.CDLL(info["filepath"])
+        for prefix in ("scipy_cblas_", "cblas_"):
+            try:
+                return {np.dtype(np.float32): ctypes.cast(getattr(lib, f"{prefix}sgemm64_"),
+                                                          ctypes.c_void_p).value,
+                        np.dtype(np.float64): ctypes.cast(getattr(lib, f"{prefix}dgemm64_"),
+                                                          ctypes.c_void_p).value}
+            except AttributeError:
+                continue
+    return None
+
+
+def _blocks(net):
+    """[(linear, batchnorm or None)] per hidden block and the output Linear, or
+    None where the network is not Linear -> [BatchNorm] -> ReLU blocks."""
+    steps, blocks, i = net._steps, [], 0
+    while i + 1 < len(steps):
+        (lin, _), (nxt, relu) = steps[i], steps[i + 1]
+        if type(lin) is not Linear:
+            return None
+        if type(nxt) is BatchNorm and type(relu) is ReLU:
+            if nxt.ghost_batch is not None or nxt.renorm is not None:
+                return None
+            blocks.append((lin, nxt))
+        elif type(nxt) is ReLU and relu is None:
+            blocks.append((lin, None))
+        else:
+            return None
+        i += 2
+    if i != len(steps) - 1 or type(steps[i][0]) is not Linear or not blocks:
+        return None
+    return blocks, steps[i][0]
+
+
+class Plan:
+    """The arrays one batch size's compiled step works on, gathered once: the
+    layers' parameters, gradients and buffers (the same arrays, so updates
+    land in the layers) and the work arrays."""
+
+    def __init__(self, net, blocks, out: Linear, N: int, fn: int) -> None:
+        dtype = net.dtype
+        linears = [lin for lin, _ in blocks] + [out]
+        self.fn, self.dtype, self.N = fn, dtype, N
+        self.params = [(layer.params, key, layer.params[key]) for layer in linears
+                       + [bn for _, bn in blocks if bn is not None] for key in layer.params]
+        empty = np.zeros(0, dtype)
+
+        listed = tuple  # tuples of arrays: numba's typed lists compile their methods per process
+
+        self.Ws = listed([lin.params["W"] for lin in linears])
+        self.dWs = listed([lin.grads["W"] for lin in linears])
+        self.bs = listed([lin.params.get("b", empty) for lin in linears])
+        self.dbs = listed([lin.grads.get("b", empty) for lin in linears])
+        self.has_bias = np.array(["b" in lin.params for lin in linears])
+        widths = [lin.out_features for lin, _ in blocks]
+        self.zs, self.hs, self.dhs, self.dzs = (
+            listed([np.empty((N, w), dtype) for w in widths]) for _ in range(4))
+        bns = [bn for _, bn in blocks]
+        self.has_bn = np.array([bn is not None for bn in bns])
+        self.update = np.array([bn is not None and bn.track_running_stats for bn in bns])
+
+        def per_bn(get, dummy):
+            return listed([get(bn) if bn is not None else dummy(w) for bn, w in zip(bns, widths)])
+
+        self.gammas = per_bn(lambda bn: bn.params["gamma"] if bn.affine else np.ones(bn.D, dtype),
+                             lambda w: np.ones(w, dtype))
+        self.betas = per_bn(lambda bn: bn.params["beta"] if bn.affine else np.zeros(bn.D, dtype),
+                            lambda w: np.zeros(w, dtype))
+        self.dgammas = per_bn(lambda bn: bn.grads["gamma"] if bn.affine else np.empty(bn.D, dtype),
+                              lambda w: np.empty(w, dtype))
+        self.dbetas = per_bn(lambda bn: bn.grads["beta"] if bn.affine else np.empty(bn.D, dtype),
+                             lambda w: np.empty(w, dtype))
+        self.eps = np.array([bn.eps if bn is not None else 0.0 for bn in bns])
+        self.stats = listed([np.zeros((2, w), dtype) for w in widths])
+        self.svs = listed([np.empty(w, dtype) for w in widths])
+        self.runnings = per_bn(lambda bn: bn._running if bn.track_running_stats
+                               else np.zeros((2, bn.D), dtype), lambda w: np.zeros((2, w), dtype))
+        self.counts = listed([bn.buffers["num_batches_tracked"] if bn is not None
+                              and bn.track_running_stats else np.zeros((), np.int64)
+                              for bn in bns])
+        self.moms = np.array([np.nan if bn is None or bn.momentum is None else bn.momentum
+                              for bn in bns])
+        self.unbias = np.array([N / (N - 1) if bn is not None and bn.convention == "pytorch"
+                                else 1.0 for bn in bns])
+        C = out.out_features
+        self.logits, self.p = np.empty((N, C), dtype), np.empty((N, C), dtype)
+        self.true = np.empty(N, dtype)
+
+    def current(self) -> bool:
+        """Whether the layers still hold the arrays gathered (an optimizer
+        packs parameters into one array when it is made)."""
+        return all(store[key] is a for store, key, a in self.params)
+
+    def run(self, x: np.ndarray, labels: np.ndarray) -> float:
+        if not mlp_forward(self.fn, x, labels, self.Ws, self.bs, self.has_bias, self.zs, self.hs,
+                       self.has_bn, self.update, self.gammas, self.betas, self.eps, self.stats,
+                       self.svs, self.runnings, self.counts, self.moms, self.unbias,
+                       self.logits, self.p, self.true):
+            C = self.p.shape[1]
+            raise ValueError(f"labels must be in [0, {C}), got values from "
+                             f"{labels.min()} to {labels.max()}")
+        np.exp(self.p, self.p)
+        return float(mlp_backward(self.fn, x, labels, self.p, self.true, self.Ws, self.dWs,
+                              self.dbs, self.has_bias, self.zs, self.hs, self.dhs, self.dzs,
+                              self.has_bn, self.gammas, self.betas, self.dgammas, self.dbetas,
+                              self.eps, self.stats, self.svs))
+
+
+def _same_as_numpy(fn: int, dtype, shapes) -> bool:
+    """Whether the BLAS calls give np.matmul's results, bit for bit, on these
+    (N, in, out) shapes: forward, weight gradient and input gradient."""
+    rng = np.random.default_rng(0)
+    for N, a, b in shapes:
+        x, W = rng.standard_normal((N, a)).astype(dtype), rng.standard_normal((a, b)).astype(dtype)
+        dy = rng.standard_normal((N, b)).astype(dtype)
+        for (p, q, ta, tb), ref in (((x, W, False, False), x @ W), ((x, dy, True, False), x.T @ dy),
+                                    ((dy, W, False, True), dy @ W.T)):
+            out = np.empty_like(ref)
+            mm(fn, p, q, out, ta, tb)
+            if not np.array_equal(out, ref):
+                return False
+    return True
+
+
+def plan(net, x: np.ndarray) -> Plan | None:
+    """The compiled step's plan for ``net`` on batches like ``x``, or None where
+    the network, the batch or the BLAS is not one it takes."""
+    found = _blocks(net)
+    addresses = _gemm_addresses()
+    N = x.shape[0]
+    if (found is None or addresses is None or net.dtype not in addresses or x.ndim != 2
+            or N < 2 or x.dtype != net.dtype):
+        return None
+    blocks, out = found
+    linears = [lin for lin, _ in blocks] + [out]
+    if min(min(lin.in_features, lin.out_features) for lin in linears) < 2:
+        return None  # NumPy takes vectors to gemv, not gemm
+    fn = addresses[net.dtype]
+    if not _same_as_numpy(fn, net.dtype, {(N, lin.in_features, lin.out_features)
+                                          for lin in linears}):
+        return None
+    return Plan(net, blocks, out, N, fn)
