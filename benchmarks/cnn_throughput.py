@@ -1,19 +1,22 @@
 """Training throughput of a small CNN (issue 14's network: 1x28x28 -> conv3x3
 16 -> BN -> ReLU -> maxpool 2 -> conv3x3 32 -> BN -> ReLU -> maxpool 2 ->
-linear 10; SGD, float32) for bnexp's engine and PyTorch CPU eager (same
+linear 10; SGD, float32) for bnexp's engine (NumPy and numba kernels),
+PyTorch CPU eager and JAX (one jitted call per step, NHWC; the same
 network, batch and thread count), interleaved blocks, medians; then one full
 Fashion-MNIST epoch of `bnexp train` (60,000 training images, with the
 evaluation of both splits before and after), where the data is found.
 
     python benchmarks/cnn_throughput.py [--threads 1] [--repeats 7] [--block 0.5]
 
-Target: bnexp >= 1.0x PyTorch eager at batch 64 on one thread. The PyTorch
-column is skipped where torch is not installed.
+Targets: issue 14, bnexp >= 1.0x PyTorch eager at batch 64 on one thread;
+issue 17, >= 1.5x PyTorch eager and >= 1.2x JAX at every batch size. The
+PyTorch, JAX and numba columns are skipped where they are not installed.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as throughput.py: see there
     os.environ.pop(_var, None)
@@ -22,9 +25,13 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax_book  # noqa: E402
 from throughput import (  # noqa: E402
     cycling,
     medians,
+    pin_one_core,
     report_environment,
     torch_training_step,
 )
@@ -100,12 +107,14 @@ def main() -> None:
     ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
     ap.add_argument("--no-epoch", action="store_true", help="skip the Fashion-MNIST epoch")
     args = ap.parse_args()
+    pin_one_core(args.threads)
+    jax_book.configure_threads(args.threads)
     torch = report_environment(args.threads, args.repeats, args.block)
-    fast = kernels.available("numba")
-    head = f"{'batch':>6} {'numpy/s':>10} {'numba/s':>10} {'torch/s':>10} {'vs torch':>9}"
-    print("bnexp's columns: numpy and numba kernels (on a CNN the numba kernels take ReLU, "
-          "the loss and the update; batch norm on images runs NumPy code); the ratio is "
-          "bnexp's faster column\n")
+    fast, have_jax = kernels.available("numba"), jax_book.available()
+    cols = ["numpy", "numba", "torch", "jax"]
+    head = (f"{'batch':>6} " + " ".join(f"{c + '/s':>9}" for c in cols)
+            + f" {'vs torch':>9} {'vs jax':>7}")
+    print("bnexp's columns: numpy and numba kernels; the ratios are bnexp's faster column's\n")
     print(head)
     print("-" * len(head))
     for batch in [int(b) for b in args.batches.split(",")]:
@@ -114,12 +123,17 @@ def main() -> None:
             fns["numba"] = bnexp_step_fn(batch, "numba")
         if torch is not None:
             fns["torch"] = torch_step_fn(batch, args.threads)
+        if have_jax:
+            steps = max(4, 512 // batch)
+            call = jax_book.stepping_trainer(image_batches(batch, np.random.default_rng(0)),
+                                             steps, cnn=True)
+            call()  # compile before timing
+            fns["jax"] = (call, steps * batch)
         med = medians(fns, batch, args.repeats, args.block)
         best = max(med.get("numba", 0), med["numpy"])
-        t = med.get("torch")
-        ratio = f"{best / t:.2f}x" if t else "-"
-        cells = [f"{med[k]:.0f}" if k in med else "-" for k in ("numpy", "numba", "torch")]
-        print(f"{batch:>6} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {ratio:>9}")
+        rates = " ".join(f"{med[c]:>9.0f}" if c in med else f"{'-':>9}" for c in cols)
+        ratio = {c: f"{best / med[c]:.2f}x" if c in med else "-" for c in ("torch", "jax")}
+        print(f"{batch:>6} {rates} {ratio['torch']:>9} {ratio['jax']:>7}")
     if not args.no_epoch:
         print(f"\none Fashion-MNIST epoch, batch 64: {fashion_epoch()}")
 

@@ -67,33 +67,88 @@ def _forward(params, stats, x, train: bool):
     return h @ params["W"][-1] + params["b_out"], batch_stats
 
 
-def _loss(params, stats, x, y):
+def _xent(logits, y):
     import jax
     import jax.numpy as jnp
 
-    logits, batch_stats = _forward(params, stats, x, True)
     lse = jax.nn.logsumexp(logits, axis=1)
-    true = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
-    return jnp.mean(lse - true), batch_stats
+    return jnp.mean(lse - jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0])
 
 
-def _train_step(params, stats, x, y):
+def _loss(params, stats, x, y):
+    logits, batch_stats = _forward(params, stats, x, True)
+    return _xent(logits, y), [(mu, var, x.shape[0]) for mu, var in batch_stats]
+
+
+def _sgd_step(loss, params, stats, x, y):
+    """One SGD step of ``loss`` (returning the loss and each BN's batch mean,
+    variance and count), and PyTorch's running-statistics update."""
     import jax
 
-    grads, batch_stats = jax.grad(_loss, has_aux=True)(params, stats, x, y)
+    grads, batch_stats = jax.grad(loss, has_aux=True)(params, stats, x, y)
     params = jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
-    n = x.shape[0]
     stats = {"mean": [(1 - MOMENTUM) * m + MOMENTUM * mu
-                      for m, (mu, _) in zip(stats["mean"], batch_stats)],
+                      for m, (mu, _, _) in zip(stats["mean"], batch_stats)],
              "var": [(1 - MOMENTUM) * v + MOMENTUM * var * (n / (n - 1))
-                     for v, (_, var) in zip(stats["var"], batch_stats)]}
+                     for v, (_, var, n) in zip(stats["var"], batch_stats)]}
     return params, stats
 
 
-def cycling_trainer(chunks, steps: int):
+def _train_step(params, stats, x, y):
+    return _sgd_step(_loss, params, stats, x, y)
+
+
+def cnn_init(seed: int = 0, channels=(16, 32)):
+    """cnn_throughput.py's CNN: conv3x3 (no bias) -> BN -> ReLU -> maxpool 2 per
+    channel count, then a linear layer to 10 classes; He-normal weights. Laid
+    out NHWC (Flax's default; measured here, XLA's CPU convolutions run NCHW
+    about 6x slower)."""
+    import jax
+    import jax.numpy as jnp
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(channels) + 1)
+    convs, c_in = [], 1
+    for k, c in zip(keys, channels):
+        convs.append(jax.random.normal(k, (3, 3, c_in, c), jnp.float32) * (2 / (c_in * 9)) ** 0.5)
+        c_in = c
+    flat = c_in * (28 // 2 ** len(channels)) ** 2
+    params = {"conv": convs, "gamma": [jnp.ones(c, jnp.float32) for c in channels],
+              "beta": [jnp.zeros(c, jnp.float32) for c in channels],
+              "W": jax.random.normal(keys[-1], (flat, 10), jnp.float32) * (2 / flat) ** 0.5,
+              "b": jnp.zeros(10, jnp.float32)}
+    stats = {"mean": [jnp.zeros(c, jnp.float32) for c in channels],
+             "var": [jnp.ones(c, jnp.float32) for c in channels]}
+    return params, stats
+
+
+def _cnn_loss(params, stats, x, y):
+    import jax
+    import jax.numpy as jnp
+
+    h, batch_stats = x.reshape(-1, 28, 28, 1), []  # NHWC: XLA's fast layout on CPU
+    for i, w in enumerate(params["conv"]):
+        h = jax.lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        mu = h.mean(axis=(0, 1, 2))
+        var = ((h - mu) ** 2).mean(axis=(0, 1, 2))
+        batch_stats.append((mu, var, h.size // h.shape[3]))
+        h = (h - mu) * (params["gamma"][i] / jnp.sqrt(var + EPS)) + params["beta"][i]
+        h = jnp.maximum(h, 0.0)
+        n, hh, ww, c = h.shape  # 2x2 max pooling as a reshape and a max: XLA's CPU
+        h = h.reshape(n, hh // 2, 2, ww // 2, 2, c).max(axis=(2, 4))  # reduce_window is slower
+    logits = h.reshape(h.shape[0], -1) @ params["W"] + params["b"]
+    return _xent(logits, y), batch_stats
+
+
+def _cnn_step(params, stats, x, y):
+    return _sgd_step(_cnn_loss, params, stats, x, y)
+
+
+def cycling_trainer(chunks, steps: int, cnn: bool = False):
     """A no-argument function that runs ``steps`` SGD steps as one jitted scan
     over the given (x, y) batches in turn (as the NumPy columns cycle through
-    them), and waits for the result. Compiled by its first call."""
+    them), and waits for the result. Compiled by its first call. ``cnn``: the
+    CNN of cnn_throughput.py instead of the book's MLP."""
     import jax
     import jax.numpy as jnp
 
@@ -105,14 +160,37 @@ def cycling_trainer(chunks, steps: int):
     def run(params, stats, xs, ys):
         def body(carry, i):
             p, s = carry
-            return _train_step(p, s, xs[i % k], ys[i % k]), None
+            return step(p, s, xs[i % k], ys[i % k]), None
         return jax.lax.scan(body, (params, stats), jnp.arange(steps))[0]
 
-    state = {"c": init(0)}
+    step = _cnn_step if cnn else _train_step
+    state = {"c": cnn_init(0) if cnn else init(0)}
 
     def call():
         state["c"] = run(*state["c"], xs, ys)
         jax.block_until_ready(state["c"])
+    return call
+
+
+def stepping_trainer(chunks, steps: int, cnn: bool = False):
+    """As ``cycling_trainer``, but one jitted call per step from a Python loop.
+    For the CNN this is JAX's best here: inside ``lax.scan`` XLA 0.10.2's CPU
+    convolutions ran about 15x slower (149 against 10 ms a step at batch 64)."""
+    import jax
+    import jax.numpy as jnp
+
+    data = [(jnp.asarray(x), jnp.asarray(y, dtype=jnp.int32)) for x, y in chunks]
+    run = jax.jit(_cnn_step if cnn else _train_step)
+    state = {"c": cnn_init(0) if cnn else init(0), "i": 0}
+
+    def call():
+        c = state["c"]
+        for _ in range(steps):
+            x, y = data[state["i"] % len(data)]
+            c = run(*c, x, y)
+            state["i"] += 1
+        state["c"] = c
+        jax.block_until_ready(c)
     return call
 
 
