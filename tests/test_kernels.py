@@ -44,6 +44,7 @@ def bn_pair(D, dtype, **kw):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape", [(37, 23), (5, 6, 7, 9)])
 @pytest.mark.parametrize("opts", [
     {},
     {"affine": False},
@@ -51,16 +52,19 @@ def bn_pair(D, dtype, **kw):
     {"track_running_stats": False},
     {"convention": "book", "momentum": 0.1, "eps": 1e-6},
 ])
-def test_batchnorm_kernels_agree_with_numpy(dtype, relu, opts):
-    """Train steps (outputs, running statistics, every gradient), then eval mode."""
+def test_batchnorm_kernels_agree_with_numpy(dtype, relu, shape, opts):
+    """Train steps (outputs, running statistics, every gradient), then eval mode,
+    on rows and on images. Odd sizes: the four-row sweeps and the eight-lane
+    sums along an image (63 values) have a remainder."""
     rng = np.random.default_rng(0)
-    N, D = 37, 23  # odd sizes: the four-row sweeps have a remainder
+    D = shape[1]
+    offsets = (rng.standard_normal(D) * 5).reshape((D,) + (1,) * (len(shape) - 2))
     ref, fast = bn_pair(D, dtype, **opts)
     r_relu, f_relu = ReLU(), ReLU()
     f_relu.kernels = K
     for mode in (True, True, True, False):
-        x = (rng.standard_normal((N, D)) * 3 + rng.standard_normal(D) * 5).astype(dtype)
-        dy = rng.standard_normal((N, D)).astype(dtype)
+        x = (rng.standard_normal(shape) * 3 + offsets).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
         if relu:
             y_ref = r_relu.forward(ref.forward(x, mode), mode).copy()
             y_fast = fast.forward_relu(x, mode, f_relu)
@@ -81,7 +85,8 @@ def test_batchnorm_kernels_agree_with_numpy(dtype, relu, opts):
 
 
 @pytest.mark.parametrize("relu", [False, True])
-def test_the_kernels_batchnorm_gradients_pass_the_finite_difference_check(relu):
+@pytest.mark.parametrize("shape", [(9, 6), (3, 6, 3, 4)])
+def test_the_kernels_batchnorm_gradients_pass_the_finite_difference_check(relu, shape):
     rng = np.random.default_rng(1)
     layer = BatchNorm(6, dtype=np.float64)
     layer.kernels = K
@@ -92,19 +97,27 @@ def test_the_kernels_batchnorm_gradients_pass_the_finite_difference_check(relu):
         act.kernels = K
         layer.forward = lambda x, train, bn=BatchNorm.forward_relu: bn(layer, x, train, act)
         layer.backward = lambda dy, bn=BatchNorm.backward_relu: bn(layer, dy, act)
-    x = rng.standard_normal((9, 6)) * 2 + 0.3
+    x = rng.standard_normal(shape) * 2 + 0.3
     errors = check_layer(layer, x, rng)
     assert errors and max(errors.values()) < 1e-6, errors
 
 
-def test_the_fused_pair_gives_the_numbers_of_the_two_layers_one_by_one():
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_the_fused_pair_gives_the_numbers_of_the_two_layers_one_by_one(arch):
     """A network's plain forward fuses BatchNorm -> ReLU; a recorded forward runs
     them one by one. Both give the same losses and parameters, bit for bit."""
+    from bnexp.engine.model import NormSettings, build, cnn_layers
+
     def run(record_every):
         rng = np.random.default_rng(0)
-        net = build_mlp(30, 4, [16, 16], rng=rng, norm="batch", kernels="numba")
+        if arch == "mlp":
+            net = build_mlp(36, 4, [16, 16], rng=rng, norm="batch", kernels="numba")
+            net._whole_step = lambda x: None  # layer by layer, fused pairs
+        else:
+            net = build(cnn_layers([3, 4], norm="batch"), (1, 6, 6), 4, rng=rng,
+                        norm=NormSettings("batch"), kernels="numba")
         opt = make_optimizer("momentum", net.layers, 0.05, kernels="numba")
-        x, y = rng.standard_normal((64, 30)), rng.integers(0, 4, 64)
+        x, y = rng.standard_normal((64, 36)), rng.integers(0, 4, 64)
         losses = []
         for step in range(6):
             losses.append(net.loss_and_backward(x[step % 2 * 32:][:32], y[step % 2 * 32:][:32],
@@ -329,3 +342,16 @@ def test_warming_the_kernels_compiles_what_a_config_runs(monkeypatch):
                                                                          kernels="numpy"))
     warm_kernels([numba_cfg, numba_cfg, numpy_cfg])
     assert calls == ["numba"]  # once per distinct model, none for numpy
+
+
+def test_eval_of_a_run_on_the_kernels_equals_its_recorded_evaluation(tmp_path):
+    """``bnexp eval`` rebuilds the model on the run's own kernels."""
+    from bnexp.deploy import evaluate_run
+    from bnexp.store import read_metrics
+
+    run_dir = tmp_path / "k"
+    runner.execute(small_config(epochs=1), run_dir, plot=False)
+    last = read_metrics(run_dir)[-1]
+    train_eval, test_eval = evaluate_run(run_dir)
+    assert (train_eval.loss, train_eval.accuracy) == (last["train_loss"], last["train_acc"])
+    assert (test_eval.loss, test_eval.accuracy) == (last["test_loss"], last["test_acc"])

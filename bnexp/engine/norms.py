@@ -120,11 +120,12 @@ class _BNWorkND:
 
 
 class _BNFast:
-    """BatchNorm's work arrays on the compiled path ((N, C) inputs): the
-    kernels keep no centred copy; backward reads the input again."""
+    """BatchNorm's work arrays on the compiled path, for inputs viewed as (N, C)
+    or (N, C, L): the kernels keep no centred copy; backward reads the input
+    again."""
 
-    def __init__(self, N: int, D: int, dtype: np.dtype) -> None:
-        self.y, self.dx = np.empty((N, D), dtype=dtype), np.empty((N, D), dtype=dtype)
+    def __init__(self, shape: tuple[int, ...], D: int, dtype: np.dtype) -> None:
+        self.y, self.dx = np.empty(shape, dtype=dtype), np.empty(shape, dtype=dtype)
         self.stats = np.empty((2, D), dtype=dtype)  # batch mean, biased batch variance
         self.sv = np.empty(D, dtype=dtype)
         # gamma = 1 and beta = 0, and gradients nobody reads, without the affine map
@@ -221,8 +222,8 @@ class BatchNorm(_RunningStats, Layer):
             )
 
     def _compiled(self, x: np.ndarray, train: bool) -> bool:
-        """Whether the compiled kernels take this input: (N, C) rows, plain BN."""
-        return (self.kernels is not None and x.ndim == 2 and x.flags.c_contiguous
+        """Whether the compiled kernels take this input: contiguous, plain BN."""
+        return (self.kernels is not None and x.flags.c_contiguous
                 and not (train and (self.ghost_batch is not None or self.renorm is not None)))
 
     def forward_relu(self, x: np.ndarray, train: bool, relu: Layer) -> np.ndarray:
@@ -244,10 +245,14 @@ class BatchNorm(_RunningStats, Layer):
         K = self.kernels
         key = ("compiled", x.shape, x.dtype)
         w = self._work.get(key)
+        M = x.size // self.D  # values per channel
         if w is None:
-            w = self._work[key] = _BNFast(x.shape[0], self.D, x.dtype)
+            view = x.shape if x.ndim == 2 else (x.shape[0], self.D, M // x.shape[0])
+            w = self._work[key] = _BNFast(view, self.D, x.dtype)
             w.keep, w.c_mean, w.c_var = self._compiled_coef(  # momentum None: set per step
-                1.0 if self.momentum is None else self.momentum, max(x.shape[0], 2), x.dtype)
+                1.0 if self.momentum is None else self.momentum, max(M, 2), x.dtype)
+        nd = x.ndim > 2
+        xv = x.reshape(w.y.shape) if nd else x
         gamma = self.params["gamma"] if self.affine else w.ones
         beta = self.params["beta"] if self.affine else w.zeros
         use_batch = train or not self.track_running_stats
@@ -257,16 +262,16 @@ class BatchNorm(_RunningStats, Layer):
             if update:
                 count = self._count()
                 if self.momentum is None:
-                    coef = self._compiled_coef(1.0 / count, x.shape[0], x.dtype)
+                    coef = self._compiled_coef(1.0 / count, M, x.dtype)
             running = self._running if update else w.stats  # w.stats: a stand-in, unused
-            K.bn_train_forward(x, gamma, beta, self.eps, relu, w.stats, w.sv, w.y, update,
-                               running, *coef)
+            (K.bn_nd_train_forward if nd else K.bn_train_forward)(
+                xv, gamma, beta, self.eps, relu, w.stats, w.sv, w.y, update, running, *coef)
         else:
-            K.bn_eval_forward(x, self._running[0], self._running[1], gamma, beta, self.eps,
-                              relu, w.sv, w.y)
-        w.x, w.relu, w.batch_stats = x, relu, use_batch
+            (K.bn_nd_eval_forward if nd else K.bn_eval_forward)(
+                xv, self._running[0], self._running[1], gamma, beta, self.eps, relu, w.sv, w.y)
+        w.x, w.relu, w.batch_stats = xv, relu, use_batch
         self._w = w
-        return w.y
+        return w.y.reshape(x.shape) if nd else w.y
 
     def _compiled_coef(self, f: float, M: int, dtype) -> tuple:
         """``_running_coef`` as scalars of the buffers' dtype (NumPy's arithmetic)."""
@@ -281,9 +286,11 @@ class BatchNorm(_RunningStats, Layer):
         else:
             mean, var = self._running[0], self._running[1]
         beta = self.params["beta"] if self.affine else w.zeros
-        self.kernels.bn_backward(np.ascontiguousarray(dy), w.x, w.relu, w.batch_stats,
-                                 mean, var, beta, self.eps, w.sv, dgamma, dbeta, w.dx)
-        return w.dx
+        nd = w.dx.ndim > 2
+        kernel = self.kernels.bn_nd_backward if nd else self.kernels.bn_backward
+        kernel(np.ascontiguousarray(dy).reshape(w.dx.shape), w.x, w.relu, w.batch_stats, mean,
+               var, beta, self.eps, w.sv, dgamma, dbeta, w.dx)
+        return w.dx.reshape(dy.shape) if nd else w.dx
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         self._check_input(x, train)

@@ -1,15 +1,18 @@
 """Compiled kernels for the passes NumPy cannot fuse (``train.kernels: numba``).
 
 Each kernel does in one or two sweeps over memory what the NumPy engine does
-in several whole-array calls: batch norm forward (statistics, normalization,
-running update and, fused, the ReLU after it) and backward (both sums and the
-input gradient in two sweeps), ReLU, softmax cross-entropy with its gradient,
-and the optimizer updates. Matrix products stay with NumPy's BLAS.
+in several whole-array calls: batch norm forward on (N, C) rows or (N, C, L)
+images (statistics, normalization, running update and, fused, the ReLU after
+it) and backward (both sums and the input gradient in two sweeps), ReLU, a
+Linear's bias gradient, softmax cross-entropy with its gradient, and the
+optimizer updates. At the end, the whole training pass of a plain MLP as two
+functions that call NumPy's own BLAS for the matrix products (planned by
+``numba_step``); elsewhere matrix products stay with NumPy.
 
 The NumPy engine is the reference: these kernels agree with it to float32
-rounding (the tests compare every layer), not bit for bit, because sums are
-accumulated here in float64, in row order, where NumPy's BLAS sums in the
-array's dtype. The optimizer kernels repeat NumPy's operations in its order
+rounding (the tests compare every layer), not bit for bit, because they sum
+in another order (partial sums in the array's dtype, added into float64)
+than NumPy's BLAS does. The optimizer kernels repeat NumPy's operations in its order
 and dtype, so they agree bit for bit. No kernel is parallel and none uses
 fast-math: a run is bit-identical on one machine whatever the thread count.
 
@@ -148,6 +151,112 @@ def bn_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbet
             for j in range(D):
                 xc = x[i, j] - mean[j]
                 dx[i, j] = sv[j] * dy[i, j] + a[j] * xc + c[j]
+
+
+@njit(**_JIT)
+def bn_nd_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running, keep, c_mean,
+                        c_var):
+    """``bn_train_forward`` for x (N, C, L): statistics per channel over N and
+    L, each from eight float64 partial sums along L (vector lanes: a single
+    running sum would wait on each addition)."""
+    N, C, L = x.shape
+    acc = np.empty((2, 8), np.float64)
+    for c in range(C):
+        shift = x[0, c, 0]
+        acc[:] = 0.0
+        for n in range(N):
+            row = x[n, c]
+            i = 0
+            while i + 8 <= L:
+                for k in range(8):
+                    d = np.float64(row[i + k] - shift)
+                    acc[0, k] += d
+                    acc[1, k] += d * d
+                i += 8
+            for i in range(i, L):
+                d = np.float64(row[i] - shift)
+                acc[0, 0] += d
+                acc[1, 0] += d * d
+        M = N * L
+        m = acc[0].sum() / M
+        var = max(acc[1].sum() / M - m * m, 0.0)
+        stats[0, c] = np.float64(shift) + m
+        stats[1, c] = var
+        sv[c] = gamma[c] / np.sqrt(var + eps)
+    if update:
+        for c in range(C):
+            running[0, c] = running[0, c] * keep + stats[0, c] * c_mean
+            running[1, c] = running[1, c] * keep + stats[1, c] * c_var
+    _normalize_nd(x, stats[0], sv, beta, relu, y)
+
+
+@njit(**_JIT)
+def bn_nd_eval_forward(x, mean, var, gamma, beta, eps, relu, sv, y):
+    for c in range(x.shape[1]):
+        sv[c] = gamma[c] / np.sqrt(var[c] + eps)
+    _normalize_nd(x, mean, sv, beta, relu, y)
+
+
+@njit(**_JIT)
+def _normalize_nd(x, mean, sv, beta, relu, y):
+    N, C, L = x.shape
+    zero = y.dtype.type(0)
+    for n in range(N):
+        for c in range(C):
+            m, v, b = mean[c], sv[c], beta[c]
+            if relu:
+                for i in range(L):
+                    t = (x[n, c, i] - m) * v + b
+                    y[n, c, i] = zero if t < zero else t
+            else:
+                for i in range(L):
+                    y[n, c, i] = (x[n, c, i] - m) * v + b
+
+
+@njit(**_JIT)
+def bn_nd_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbeta, dx):
+    """``bn_backward`` for (N, C, L) inputs (sums over N and L per channel)."""
+    N, C, L = dy.shape
+    zero = dx.dtype.type(0)
+    acc = np.empty((2, 8), np.float64)
+    M = N * L
+    for c in range(C):
+        m, v, b = mean[c], sv[c], beta[c]
+        acc[:] = 0.0
+        for n in range(N):
+            i = 0
+            while i + 8 <= L:
+                for k in range(8):
+                    xc = x[n, c, i + k] - m
+                    g = dy[n, c, i + k]
+                    if relu:
+                        g = g if xc * v + b > zero else zero
+                    acc[0, k] += g
+                    acc[1, k] += np.float64(g) * xc
+                i += 8
+            for i in range(i, L):
+                xc = x[n, c, i] - m
+                g = dy[n, c, i]
+                if relu and not xc * v + b > zero:
+                    g = zero
+                acc[0, 0] += g
+                acc[1, 0] += np.float64(g) * xc
+        s1, s2 = acc[0].sum(), acc[1].sum()
+        vpe = np.float64(var[c]) + eps
+        dbeta[c] = s1
+        dgamma[c] = s2 / np.sqrt(vpe)
+        a = dx.dtype.type(-sv[c] * s2 / (M * vpe) if batch_stats else 0.0)
+        cc = dx.dtype.type(-sv[c] * s1 / M if batch_stats else 0.0)
+        for n in range(N):
+            if relu:
+                for i in range(L):
+                    xc = x[n, c, i] - m
+                    g = dy[n, c, i] if xc * v + b > zero else zero
+                    dx[n, c, i] = v * g + a * xc + cc
+            else:
+                for i in range(L):
+                    xc = x[n, c, i] - m
+                    dx[n, c, i] = v * dy[n, c, i] + a * xc + cc
 
 
 @njit(**_JIT)
