@@ -63,16 +63,30 @@ def bn_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running, k
             s[j] += d
             q[j] += d * d
     for j in range(D):
-        m = s[j] / N
-        var = max(q[j] / N - m * m, 0.0)
-        stats[0, j] = np.float64(shift[j]) + m
-        stats[1, j] = var
-        sv[j] = gamma[j] / np.sqrt(var + eps)
+        _set_stats(j, shift[j], s[j], q[j], N, gamma, eps, stats, sv)
     if update:
-        for j in range(D):
-            running[0, j] = running[0, j] * keep + stats[0, j] * c_mean
-            running[1, j] = running[1, j] * keep + stats[1, j] * c_var
+        _update_running(running, stats, keep, c_mean, c_var)
     _normalize(x, stats[0], sv, beta, relu, y)
+
+
+@njit(**_JIT)
+def _set_stats(j, shift, s, q, M, gamma, eps, stats, sv):
+    """Channel j's mean and biased variance from the sums s and q of its M
+    values less ``shift`` and of their squares; and sv = gamma / std."""
+    m = s / M
+    var = max(q / M - m * m, 0.0)
+    stats[0, j] = np.float64(shift) + m
+    stats[1, j] = var
+    sv[j] = gamma[j] / np.sqrt(var + eps)
+
+
+@njit(**_JIT)
+def _update_running(running, stats, keep, c_mean, c_var):
+    """running = keep * running + [c_mean, c_var] * stats, in the buffers' dtype
+    (the NumPy engine's arithmetic)."""
+    for j in range(running.shape[1]):
+        running[0, j] = running[0, j] * keep + stats[0, j] * c_mean
+        running[1, j] = running[1, j] * keep + stats[1, j] * c_var
 
 
 @njit(**_JIT)
@@ -177,16 +191,9 @@ def bn_nd_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running
                 d = np.float64(row[i] - shift)
                 acc[0, 0] += d
                 acc[1, 0] += d * d
-        M = N * L
-        m = acc[0].sum() / M
-        var = max(acc[1].sum() / M - m * m, 0.0)
-        stats[0, c] = np.float64(shift) + m
-        stats[1, c] = var
-        sv[c] = gamma[c] / np.sqrt(var + eps)
+        _set_stats(c, shift, acc[0].sum(), acc[1].sum(), N * L, gamma, eps, stats, sv)
     if update:
-        for c in range(C):
-            running[0, c] = running[0, c] * keep + stats[0, c] * c_mean
-            running[1, c] = running[1, c] * keep + stats[1, c] * c_var
+        _update_running(running, stats, keep, c_mean, c_var)
     _normalize_nd(x, stats[0], sv, beta, relu, y)
 
 
