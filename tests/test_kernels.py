@@ -355,3 +355,24 @@ def test_eval_of_a_run_on_the_kernels_equals_its_recorded_evaluation(tmp_path):
     train_eval, test_eval = evaluate_run(run_dir)
     assert (train_eval.loss, train_eval.accuracy) == (last["train_loss"], last["train_acc"])
     assert (test_eval.loss, test_eval.accuracy) == (last["test_loss"], last["test_acc"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", [(6, 8), (7, 5)])
+def test_max_pool_kernel_equals_numpy(dtype, hw):
+    """Same maxima, and the gradient to the same element of each window (the
+    first of equals, which matters after a ReLU's zeros); odd sizes leave the
+    last row or column out, with a zero gradient."""
+    from bnexp.engine import MaxPool2d
+
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.standard_normal((3, 4, *hw)), 0).astype(dtype)
+    x[0, 0, :2, :2] = 1.5  # a window of four equal maxima
+    dy = rng.standard_normal((3, 4, hw[0] // 2, hw[1] // 2)).astype(dtype)
+    ref, fast = MaxPool2d(2), MaxPool2d(2)
+    fast.kernels = K
+    np.testing.assert_array_equal(ref.forward(x, True), fast.forward(x, True))
+    dx_ref, dx_fast = ref.backward(dy).copy(), fast.backward(dy)
+    np.testing.assert_array_equal(dx_ref, dx_fast)
+    assert dx_fast[0, 0, 0, 0] == dy[0, 0, 0, 0] and not dx_fast[0, 0, :2, :2].ravel()[1:].any()
+    assert (x == 0).mean() > 0.3  # ties among zeros are common

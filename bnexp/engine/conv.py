@@ -276,6 +276,9 @@ class MaxPool2d(_Pool):
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         Ho, Wo = self._geometry(x)
         self._shape = x.shape
+        self._compiled = None
+        if self.kernel == self.stride == 2 and self.kernels is not None and x.flags.c_contiguous:
+            return self._forward_compiled(x)
         if self.kernel == self.stride == 2:
             return self._forward_pairs(x)
         self._pairs = None
@@ -308,7 +311,22 @@ class MaxPool2d(_Pool):
     def _make_work(self, x: np.ndarray) -> _MaxPair:
         return _MaxPair(x.shape, x.dtype)
 
+    def _forward_compiled(self, x: np.ndarray) -> np.ndarray:
+        """The 2x2 pool as one kernel (the same numbers as the pairwise steps)."""
+        N, C, H, W = x.shape
+        out = (N, C, H // 2, W // 2)
+        y, win = self._buf("cy", out, x.dtype), self._buf("cwin", out, np.uint8)
+        self.kernels.maxpool2_forward(x, y, win)
+        self._compiled = win
+        return y
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        if getattr(self, "_compiled", None) is not None:
+            dx = self._work.get(("cdx", self._shape, dy.dtype))
+            if dx is None:  # zeros: rows and columns no window covers stay 0
+                dx = self._work[("cdx", self._shape, dy.dtype)] = np.zeros(self._shape, dy.dtype)
+            self.kernels.maxpool2_backward(np.ascontiguousarray(dy), self._compiled, dx)
+            return dx
         if getattr(self, "_pairs", None) is not None:
             return self._backward_pairs(dy, self._pairs)
         arg = self._need_cache("_arg")

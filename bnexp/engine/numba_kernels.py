@@ -267,6 +267,46 @@ def bn_nd_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, d
 
 
 @njit(**_JIT)
+def maxpool2_forward(x, y, win):
+    """2x2, stride-2 max pooling of x (N, C, H, W) into y, as the NumPy
+    engine's two pairwise steps take it (np.maximum across each column pair,
+    then across the rows; the first of equals wins, NaN propagates); ``win``
+    records the winner of each window (bit 0: right column of the top pair,
+    bit 1: of the bottom pair, bit 2: the bottom row)."""
+    N, C, Ho, Wo = y.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    a, b = x[n, c, 2 * i, 2 * j], x[n, c, 2 * i, 2 * j + 1]
+                    p, q = x[n, c, 2 * i + 1, 2 * j], x[n, c, 2 * i + 1, 2 * j + 1]
+                    top = a if (a >= b or a != a) else b
+                    bottom = p if (p >= q or p != p) else q
+                    y[n, c, i, j] = top if (top >= bottom or top != top) else bottom
+                    win[n, c, i, j] = (b > a) | ((q > p) << 1) | ((bottom > top) << 2)
+
+
+@njit(**_JIT)
+def maxpool2_backward(dy, win, dx):
+    """dy to each window's winner, 0 to the rest of the window (rows and
+    columns beyond the last whole window are left as they are: 0)."""
+    N, C, Ho, Wo = dy.shape
+    zero = dx.dtype.type(0)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    w, g = win[n, c, i, j], dy[n, c, i, j]
+                    low = (w >> 2) & 1
+                    right = (w >> low) & 1
+                    dx[n, c, 2 * i, 2 * j] = zero
+                    dx[n, c, 2 * i, 2 * j + 1] = zero
+                    dx[n, c, 2 * i + 1, 2 * j] = zero
+                    dx[n, c, 2 * i + 1, 2 * j + 1] = zero
+                    dx[n, c, 2 * i + low, 2 * j + right] = g
+
+
+@njit(**_JIT)
 def col_sums(a, out):
     """out = the sums of a's columns (float64 sums, four rows per sweep): a
     Linear's bias gradient."""
