@@ -3,9 +3,9 @@
 Each kernel does in one or two sweeps over memory what the NumPy engine does
 in several whole-array calls: batch norm forward on (N, C) rows or (N, C, L)
 images (statistics, normalization, running update and, fused, the ReLU after
-it) and backward (both sums and the input gradient in two sweeps), ReLU, a
-Linear's bias gradient, softmax cross-entropy with its gradient, and the
-optimizer updates. At the end, the whole training pass of a plain MLP as two
+it) and backward (both sums and the input gradient in two sweeps), ReLU, 2x2
+max pooling, a Linear's bias gradient, softmax cross-entropy with its
+gradient, and the optimizer updates. At the end, the whole training pass of a plain MLP as two
 functions that call NumPy's own BLAS for the matrix products (planned by
 ``numba_step``); elsewhere matrix products stay with NumPy.
 
