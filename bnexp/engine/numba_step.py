@@ -22,6 +22,7 @@ import functools
 import numpy as np
 
 from .layers import Linear, ReLU
+from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm
 from .numba_kernels import mlp_backward, mlp_forward, mm
 
@@ -77,50 +78,52 @@ class Plan:
     land in the layers) and the work arrays."""
 
     def __init__(self, net, blocks, out: Linear, N: int, fn: int) -> None:
+        # Tuples of arrays: numba's typed lists compile their methods in every process.
         dtype = net.dtype
         linears = [lin for lin, _ in blocks] + [out]
-        self.fn, self.dtype, self.N = fn, dtype, N
-        self.params = [(layer.params, key, layer.params[key]) for layer in linears
-                       + [bn for _, bn in blocks if bn is not None] for key in layer.params]
-        empty = np.zeros(0, dtype)
-
-        listed = tuple  # tuples of arrays: numba's typed lists compile their methods per process
-
-        self.Ws = listed([lin.params["W"] for lin in linears])
-        self.dWs = listed([lin.grads["W"] for lin in linears])
-        self.bs = listed([lin.params.get("b", empty) for lin in linears])
-        self.dbs = listed([lin.grads.get("b", empty) for lin in linears])
-        self.has_bias = np.array(["b" in lin.params for lin in linears])
-        widths = [lin.out_features for lin, _ in blocks]
-        self.zs, self.hs, self.dhs, self.dzs = (
-            listed([np.empty((N, w), dtype) for w in widths]) for _ in range(4))
         bns = [bn for _, bn in blocks]
+        widths = [lin.out_features for lin in linears[:-1]]
+        self.fn = fn
+        self.params = [(layer.params, key, layer.params[key])
+                       for layer in linears + [bn for bn in bns if bn is not None]
+                       for key in layer.params]
+        empty = np.zeros(0, dtype)
+        self.Ws = tuple(lin.params["W"] for lin in linears)
+        self.dWs = tuple(lin.grads["W"] for lin in linears)
+        self.bs = tuple(lin.params.get("b", empty) for lin in linears)
+        self.dbs = tuple(lin.grads.get("b", empty) for lin in linears)
+        self.has_bias = np.array(["b" in lin.params for lin in linears])
+        self.zs, self.hs, self.dhs, self.dzs = (
+            tuple(np.empty((N, w), dtype) for w in widths) for _ in range(4))
         self.has_bn = np.array([bn is not None for bn in bns])
         self.update = np.array([bn is not None and bn.track_running_stats for bn in bns])
 
-        def per_bn(get, dummy):
-            return listed([get(bn) if bn is not None else dummy(w) for bn, w in zip(bns, widths)])
+        def per_bn(get, fill, where=lambda bn: bn.affine):
+            """get(bn) where a block's norm has it, else fill(width)."""
+            return tuple(get(bn) if bn is not None and where(bn) else fill(w)
+                         for bn, w in zip(bns, widths))
 
-        self.gammas = per_bn(lambda bn: bn.params["gamma"] if bn.affine else np.ones(bn.D, dtype),
-                             lambda w: np.ones(w, dtype))
-        self.betas = per_bn(lambda bn: bn.params["beta"] if bn.affine else np.zeros(bn.D, dtype),
-                            lambda w: np.zeros(w, dtype))
-        self.dgammas = per_bn(lambda bn: bn.grads["gamma"] if bn.affine else np.empty(bn.D, dtype),
-                              lambda w: np.empty(w, dtype))
-        self.dbetas = per_bn(lambda bn: bn.grads["beta"] if bn.affine else np.empty(bn.D, dtype),
-                             lambda w: np.empty(w, dtype))
+        def ones(w):
+            return np.ones(w, dtype)
+
+        def zeros(w):
+            return np.zeros(w, dtype)
+
+        self.gammas = per_bn(lambda bn: bn.params["gamma"], ones)
+        self.betas = per_bn(lambda bn: bn.params["beta"], zeros)
+        self.dgammas = per_bn(lambda bn: bn.grads["gamma"], zeros)  # else: written, unread
+        self.dbetas = per_bn(lambda bn: bn.grads["beta"], zeros)
+        self.runnings = per_bn(lambda bn: bn._running, lambda w: np.zeros((2, w), dtype),
+                               lambda bn: bn.track_running_stats)
+        self.counts = per_bn(lambda bn: bn.buffers["num_batches_tracked"],
+                             lambda w: np.zeros((), np.int64), lambda bn: bn.track_running_stats)
         self.eps = np.array([bn.eps if bn is not None else 0.0 for bn in bns])
-        self.stats = listed([np.zeros((2, w), dtype) for w in widths])
-        self.svs = listed([np.empty(w, dtype) for w in widths])
-        self.runnings = per_bn(lambda bn: bn._running if bn.track_running_stats
-                               else np.zeros((2, bn.D), dtype), lambda w: np.zeros((2, w), dtype))
-        self.counts = listed([bn.buffers["num_batches_tracked"] if bn is not None
-                              and bn.track_running_stats else np.zeros((), np.int64)
-                              for bn in bns])
         self.moms = np.array([np.nan if bn is None or bn.momentum is None else bn.momentum
                               for bn in bns])
         self.unbias = np.array([N / (N - 1) if bn is not None and bn.convention == "pytorch"
                                 else 1.0 for bn in bns])
+        self.stats = tuple(np.zeros((2, w), dtype) for w in widths)
+        self.svs = tuple(np.empty(w, dtype) for w in widths)
         C = out.out_features
         self.logits, self.p = np.empty((N, C), dtype), np.empty((N, C), dtype)
         self.true = np.empty(N, dtype)
@@ -135,9 +138,7 @@ class Plan:
                        self.has_bn, self.update, self.gammas, self.betas, self.eps, self.stats,
                        self.svs, self.runnings, self.counts, self.moms, self.unbias,
                        self.logits, self.p, self.true):
-            C = self.p.shape[1]
-            raise ValueError(f"labels must be in [0, {C}), got values from "
-                             f"{labels.min()} to {labels.max()}")
+            SoftmaxCrossEntropy._bad_labels(labels, self.p.shape[1])
         np.exp(self.p, self.p)
         return float(mlp_backward(self.fn, x, labels, self.p, self.true, self.Ws, self.dWs,
                               self.dbs, self.has_bias, self.zs, self.hs, self.dhs, self.dzs,
