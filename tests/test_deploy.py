@@ -99,10 +99,17 @@ def test_a_described_network_rebuilds_to_the_same_function():
         np.testing.assert_array_equal(twin.forward(x), net.forward(x))
 
 
-def test_resuming_from_any_checkpoint_gives_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("kernels,dropout", [("numpy", 0.2), ("numba", 0.2), ("numba", 0.0)])
+def test_resuming_from_any_checkpoint_gives_the_uninterrupted_run(tmp_path, kernels, dropout):
     """Adam's moments, dropout's and the batches' random streams, BN's running
-    statistics, diagnostics and step losses all carry over (through the file format)."""
-    cfg = config.from_dict(SMALL)
+    statistics, diagnostics and step losses all carry over (through the file
+    format), on either kernels (numba without dropout: the whole compiled pass;
+    with a cumulative running average, whose weights come from the batch count)."""
+    if kernels == "numba":
+        pytest.importorskip("numba")
+    cfg = config.from_dict({**SMALL, "model": {**SMALL["model"], "dropout": dropout},
+                            "norm": {"momentum": 0.1 if dropout else None},
+                            "train": {**SMALL["train"], "kernels": kernels}})
     saved = []
     full = train(cfg, on_checkpoint=lambda c: saved.append(checkpoint_bytes(c, "cfg")))
     assert len(saved) == 3  # after epochs 1, 2, 3 (not after the last)
