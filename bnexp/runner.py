@@ -107,9 +107,9 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     if result.status == "completed":
         payload["model"] = model_bytes(result.model, run=cfg.name, config=dump(cfg))
     if plot:
-        from .plot import curves_figure, figure_bytes
+        from .plot import curves_png
 
-        payload["curves"] = figure_bytes(curves_figure(result.metrics, info), "png")
+        payload["curves"] = curves_png(result.metrics, info)
     return payload
 
 

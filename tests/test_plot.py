@@ -100,6 +100,22 @@ def test_pngs_are_byte_identical_across_reruns(sweep_dir, tmp_path):
     assert svg1 == svg2 and b"<svg" in svg1
 
 
+def test_a_runs_curves_png_is_the_same_whatever_was_drawn_before(sweep_dir):
+    """Sweeps draw each run's curves.png into one figure kept per thread (cheaper than
+    a new one): it must give the bytes of a fresh figure whatever runs came before,
+    including a diverged run with its marker line and non-finite losses."""
+    runs = plot_mod.load_sweep(sweep_dir).runs[:3]
+    cases = [(r.metrics, r.info) for r in runs]
+    rows = [{"epoch": e / 4, "train_acc": 0.1 + e / 9, "test_acc": 0.1 + e / 11,
+             "train_loss": 2.3 / (1 + e) if e < 3 else float("nan"),
+             "test_loss": 40.0 * e if e < 3 else float("inf")} for e in range(6)]
+    cases.append((rows, {"name": "far/diverged", "status": "diverged",
+                         "diverged_at": {"epoch": 0.75}}))
+    cases.append(cases[0])  # the first again, after the others' limits and legends
+    for metrics, info in cases + cases[::-1]:
+        fresh = plot_mod.figure_bytes(plot_mod.curves_figure(metrics, info))
+        assert plot_mod.curves_png(metrics, info) == fresh, info["name"]
+
 def test_cli_plot_writes_the_file(sweep_dir, tmp_path):
     res = invoke("plot", sweep_dir, "--kind", "final", "--out", tmp_path / "f.png")
     assert res.exit_code == 0 and res.output.strip() == str(tmp_path / "f.png")
