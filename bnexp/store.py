@@ -143,11 +143,14 @@ def remove_stale_temp(folder: Path, recursive: bool = False) -> list[Path]:
 # --- tables ------------------------------------------------------------------------
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
+    return csv_line(dict(zip(columns, columns)), columns) + "".join(
+        csv_line(row, columns) for row in rows)
+
+
+def csv_line(row: dict, columns: list[str]) -> str:
+    """One row of ``csv_text``, with its newline."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(row[k]) for k in columns})
+    csv.writer(buf, lineterminator="\n").writerow([_fmt(row[k]) for k in columns])
     return buf.getvalue()
 
 

@@ -340,3 +340,32 @@ def test_aggregate_csv_counts_diverged_and_failed_runs(tmp_path, failing_seed):
     assert {k: (a["n"], a["n_diverged"], a["n_failed"]) for k, a in agg.items()} == {
         "0.1": ("2", "0", "1"), "1e+30": ("2", "2", "1")}
     assert agg["0.1"]["final_test_acc_ci_lo"] not in ("", "nan", "-inf")
+
+
+def test_summary_files_after_any_updates_equal_a_rebuild_from_all_rows(tmp_path):
+    """Summary formats only the changed run's line and its grid point's on an
+    update; the files must still be what formatting every row gives."""
+    import random
+
+    from bnexp.store import csv_text
+    from bnexp.sweep.summary import Summary, aggregate_rows, columns
+
+    sw = sweep_mod.build({**BASE, "sweep": {"grid": {"model.norm": ["batch", "none"],
+                                                     "train.lr": [0.1, 0.01]},
+                                            "seeds": [0, 1, 2]}})
+    summary = Summary(sw, tmp_path)
+    rng = random.Random(0)
+    for i in range(40):
+        p = rng.choice(sw.points)
+        status = rng.choice(["running", "completed", "diverged", "failed"])
+        acc = rng.random()
+        info = {"status": status} if status in ("running", "failed") else {
+            "status": status, "best_test_acc": acc, "seconds": 1.5,
+            "final": {"epoch": 2, "train_acc": acc, "test_acc": acc / 2, "train_loss": 1 / acc,
+                      "test_loss": 2.0}}
+        summary.update(p, info)
+        rows = [summary.rows[q.run_id] for q in sw.points]
+        cols, agg_cols = columns(sw.keys)
+        assert (tmp_path / "summary.csv").read_text() == csv_text(rows, cols)
+        assert (tmp_path / "aggregate.csv").read_text() == csv_text(
+            aggregate_rows(sw.keys, rows), agg_cols)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import values as V
 from ..choices import SUMMARY_METRICS
 from ..stats import mean_interval, mean_sd
-from ..store import FINISHED, RunRecord, atomic_write, csv_text, final_values, read_json
+from ..store import FINISHED, RunRecord, atomic_write, csv_line, final_values, read_json
 from .grid import Point, Sweep
 
 STATS = ("mean", "std", "ci_lo", "ci_hi")  # ci: the 95% interval of the mean
@@ -61,23 +61,41 @@ def columns(keys: list[str]) -> tuple[list[str], list[str]]:
 
 class Summary:
     """summary.csv and aggregate.csv of one sweep, held in memory and
-    rewritten (atomically) after every change."""
+    rewritten (atomically) after every change. Each file's lines are kept, and
+    a change formats only its run's line and its grid point's: a sweep of n
+    runs writes both files 2n times, so reformatting every line was O(n^2)."""
 
     def __init__(self, sweep: Sweep, sweep_dir: Path) -> None:
         self.sweep, self.dir = sweep, Path(sweep_dir)
+        self.columns, self.agg_columns = columns(sweep.keys)
         self.rows = {p.run_id: summary_row(p, read_json(self.dir / p.run_id / "run.json") or {})
                      for p in sweep.points}
+        self.groups: dict[tuple, list[str]] = {}  # grid point -> its runs, in grid order
+        for p in sweep.points:
+            self.groups.setdefault(self._group(self.rows[p.run_id]), []).append(p.run_id)
+        self.lines = {run_id: csv_line(row, self.columns) for run_id, row in self.rows.items()}
+        self.agg_lines = {g: self._agg_line(g) for g in self.groups}
+
+    def _group(self, row: dict) -> tuple:
+        return tuple(str(row[k]) for k in self.sweep.keys)  # as aggregate_rows groups
+
+    def _agg_line(self, group: tuple) -> str:
+        (agg,) = aggregate_rows(self.sweep.keys, [self.rows[r] for r in self.groups[group]])
+        return csv_line(agg, self.agg_columns)
 
     def update(self, p: Point, info: dict) -> None:
-        self.rows[p.run_id] = summary_row(p, info)
+        row = self.rows[p.run_id] = summary_row(p, info)
+        self.lines[p.run_id] = csv_line(row, self.columns)
+        group = self._group(row)
+        self.agg_lines[group] = self._agg_line(group)
         self.write()
 
     def write(self) -> None:
-        keys = self.sweep.keys
-        cols, agg_cols = columns(keys)
-        rows = [self.rows[p.run_id] for p in self.sweep.points]
-        atomic_write(self.dir / "summary.csv", csv_text(rows, cols))
-        atomic_write(self.dir / "aggregate.csv", csv_text(aggregate_rows(keys, rows), agg_cols))
+        header = csv_line(dict(zip(self.columns, self.columns)), self.columns)
+        atomic_write(self.dir / "summary.csv", header + "".join(
+            self.lines[p.run_id] for p in self.sweep.points))
+        agg_header = csv_line(dict(zip(self.agg_columns, self.agg_columns)), self.agg_columns)
+        atomic_write(self.dir / "aggregate.csv", agg_header + "".join(self.agg_lines.values()))
 
 
 def write_summaries(sweep: Sweep, sweep_dir: Path) -> None:
