@@ -287,12 +287,18 @@ def test_networks_of_another_form_run_layer_by_layer(kw):
 
 
 def test_without_a_blas_it_can_call_the_network_runs_layer_by_layer(monkeypatch):
-    from bnexp.engine import numba_step
+    from bnexp.engine import kernels as kernels_mod
 
-    monkeypatch.setattr(numba_step, "_gemm_addresses", lambda: None)
+    monkeypatch.setattr(kernels_mod, "_gemm_addresses", lambda: None)
     net = build_mlp(12, 5, [8], rng=np.random.default_rng(0), kernels="numba", norm="batch")
     assert net._whole_step(np.zeros((4, 12), np.float32)) is None
     assert np.isfinite(net.loss_and_backward(np.ones((4, 12)), np.arange(4)))
+    from bnexp.engine.model import NormSettings, build, cnn_layers
+
+    cnn = build(cnn_layers([4], norm="batch"), (1, 6, 6), 3, rng=np.random.default_rng(0),
+                norm=NormSettings("batch"), kernels="numba")
+    assert np.isfinite(cnn.loss_and_backward(np.ones((4, 36), np.float32), np.arange(4) % 3))
+    assert cnn.layers[0]._fast is None  # the NumPy convolution
 
 
 def test_the_whole_pass_refuses_bad_labels_and_stops_at_a_non_finite_loss():
@@ -376,3 +382,76 @@ def test_max_pool_kernel_equals_numpy(dtype, hw):
     np.testing.assert_array_equal(dx_ref, dx_fast)
     assert dx_fast[0, 0, 0, 0] == dy[0, 0, 0, 0] and not dx_fast[0, 0, :2, :2].ravel()[1:].any()
     assert (x == 0).mean() > 0.3  # ties among zeros are common
+
+
+def conv_pair(C, O, k, p, bias, dtype, stride=1):
+    """Two Conv2d layers with the same weights (and a random bias): NumPy's and the kernels'."""
+    from bnexp.engine import Conv2d
+
+    ref = Conv2d(C, O, k, stride, p, bias, rng=np.random.default_rng(3), dtype=dtype)
+    fast = Conv2d(C, O, k, stride, p, bias, rng=np.random.default_rng(3), dtype=dtype)
+    fast.kernels = K
+    if bias:
+        ref.params["b"][...] = np.random.default_rng(4).standard_normal(O)
+        fast.params["b"][...] = ref.params["b"]
+    return ref, fast
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", [
+    # (N, C, H, W, O, k, padding, bias, input_grad)
+    (3, 2, 7, 6, 4, 3, 1, False, True),  # the CNNs' own: 'same' padding, no bias before BN
+    (2, 1, 9, 9, 5, 3, 1, True, False),  # a first layer: one channel, no dx
+    (2, 3, 6, 8, 5, 5, 2, True, True),
+    (2, 3, 6, 8, 4, 5, 4, False, True),  # the widest padding of the row layout: k - 1
+    (2, 3, 5, 4, 3, 3, 0, True, True),  # no padding
+    (4, 2, 5, 5, 3, 1, 0, True, True),  # 1x1
+])
+def test_conv_kernels_agree_with_numpy(dtype, geometry):
+    """Output, dW, db and dx against the NumPy convolution, twice (the kernels
+    keep their work arrays; the second batch must not see the first's), and
+    then on a batch of another size."""
+    N, C, H, W, O, k, p, bias, input_grad = geometry
+    ref, fast = conv_pair(C, O, k, p, bias, dtype)
+    ref.input_grad = fast.input_grad = input_grad
+    rng = np.random.default_rng(8)
+    for n in (N, N, N + 1):
+        x = (rng.standard_normal((n, C, H, W)) + 0.5).astype(dtype)
+        y_ref, y_fast = ref.forward(x, True).copy(), fast.forward(x, True)
+        assert fast._fast is not None  # the compiled path ran
+        dy = rng.standard_normal(y_ref.shape).astype(dtype)
+        dx_ref, dx_fast = ref.backward(dy), fast.backward(dy)
+        close(y_ref, y_fast, dtype)
+        for key in ref.grads:
+            close(ref.grads[key], fast.grads[key], dtype)
+        if input_grad:
+            close(dx_ref, dx_fast, dtype)
+        else:
+            assert dx_ref is None and dx_fast is None
+
+
+@pytest.mark.parametrize("case", ["stride 2", "padding k", "float64 input", "strided input"])
+def test_convolutions_outside_the_row_layout_take_the_numpy_code(case):
+    """Stride 2, padding beyond k - 1, an input of another dtype than the
+    weights, or a non-contiguous input: the NumPy convolution, same numbers."""
+    ref, fast = conv_pair(2, 3, 3, 3 if case == "padding k" else 1, True, np.float32,
+                          stride=2 if case == "stride 2" else 1)
+    x = np.random.default_rng(9).standard_normal((2, 2, 12 if case == "strided input" else 6, 6))
+    x = x if case == "float64 input" else x.astype(np.float32)
+    x = x[:, :, ::2] if case == "strided input" else x
+    y_ref, y_fast = ref.forward(x, True).copy(), fast.forward(x, True)
+    assert fast._fast is None
+    np.testing.assert_array_equal(y_ref, y_fast)
+    dy = np.ones_like(y_ref)
+    np.testing.assert_array_equal(ref.backward(dy), fast.backward(dy))
+    np.testing.assert_array_equal(ref.grads["W"], fast.grads["W"])
+
+
+@pytest.mark.parametrize("geometry", [(2, 3, 5, 4, 3, 1, True), (3, 1, 4, 6, 2, 0, False)])
+def test_the_conv_kernels_gradients_pass_the_finite_difference_check(geometry):
+    N, C, H, W, O, p, bias = geometry
+    _, layer = conv_pair(C, O, 3, p, bias, np.float64)
+    rng = np.random.default_rng(10)
+    errors = check_layer(layer, rng.standard_normal((N, C, H, W)), rng)
+    assert layer._fast is not None
+    assert errors and max(errors.values()) < 1e-6, errors

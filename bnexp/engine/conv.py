@@ -5,7 +5,9 @@ Convolution is im2col: the input's k x k windows are copied, through a
 strided view, into a (N, C*k*k, Ho*Wo) array laid out so that the copy runs
 along rows of the image, and one BLAS product per sample gives the output in
 NCHW directly. The backward pass is two more products per sample and k*k
-strided additions (col2im).
+strided additions (col2im). On the numba kernels (stride 1, padding up to
+k - 1) the same steps run one sample at a time in compiled code, so that a
+sample's columns stay in cache instead of the batch's megabytes.
 """
 
 from __future__ import annotations
@@ -95,6 +97,31 @@ class _ConvWork:
                           (sn, sc, self.Wr * se, se, se), writeable=False)
 
 
+class _ConvFast:
+    """Conv2d's work arrays on the compiled path (stride 1, padding <= k - 1):
+    one sample's padded planes, columns and products, which stay in cache."""
+
+    def __init__(self, layer: Conv2d, shape: tuple[int, ...], dtype: np.dtype, fn: int) -> None:
+        N, C, H, W = shape
+        k, p, O = layer.kernel, layer.padding, layer.out_channels
+        Ho, Wo = out_size(H, k, 1, p), out_size(W, k, 1, p)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"{layer!r}: input {H}x{W} is smaller than the kernel")
+        Wr, K = W + p, C * k * k
+        L = Ho * Wr
+        self.fn = fn
+        self.xp = np.zeros((C, (H + 2 * p + 1) * Wr), dtype=dtype)  # the border stays 0
+        self.dxp = np.empty_like(self.xp)
+        self.cols, self.dcols = np.empty((K, L), dtype=dtype), np.empty((K, L), dtype=dtype)
+        self.yw = np.empty((O, L), dtype=dtype)
+        self.dyw = np.zeros((O, L), dtype=dtype)  # the Wr - Wo extra columns stay 0
+        self.dwn, self.dWt = np.empty((K, O), dtype=dtype), np.empty((K, O), dtype=dtype)
+        self.y = np.empty((N, O, Ho, Wo), dtype=dtype)
+        self.dx = np.empty(shape, dtype=dtype)
+        self.no_bias = np.zeros(O, dtype=dtype)  # stands in for b and db without a bias
+        self.x: np.ndarray | None = None
+
+
 class Conv2d(Layer):
     """2-D convolution (cross-correlation, as PyTorch): x (N, C_in, H, W) ->
     y (N, C_out, Ho, Wo). W: (C_out, C_in, k, k) ~ Normal(0, std**2), std =
@@ -131,6 +158,11 @@ class Conv2d(Layer):
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         _check_image(self, x, self.in_channels)
+        self._fast = None
+        if self.kernels is not None:
+            fast = self._compiled_work(x)
+            if fast is not None:
+                return self._forward_compiled(x, fast)
         w = self._w = self._plan(x)
         k, s, p = self.kernel, self.stride, self.padding
         N, C_out = x.shape[0], self.out_channels
@@ -155,6 +187,8 @@ class Conv2d(Layer):
         return w.y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if getattr(self, "_fast", None) is not None:
+            return self._backward_compiled(dy, self._fast)
         w = self._need_cache("_w")
         N, C_out = dy.shape[:2]
         W2 = self.params["W"].reshape(C_out, -1)
@@ -201,6 +235,40 @@ class Conv2d(Layer):
         dx = self._buf("dx", self._shape, dxp.dtype)
         np.copyto(dx, image)
         return dx
+
+    def _compiled_work(self, x: np.ndarray) -> _ConvFast | None:
+        """The compiled path's work arrays for ``x``, or None where it does not
+        apply (a stride or padding outside the row layout, mixed or other
+        dtypes, a strided input, or no BLAS the kernels can call)."""
+        key = ("compiled", x.shape, x.dtype)
+        if key not in self._work:
+            from .kernels import gemm_address
+
+            W = self.params["W"]
+            fits = (self.stride == 1 and self.padding <= self.kernel - 1
+                    and x.dtype == W.dtype and x.dtype in (np.float32, np.float64))
+            fn = gemm_address(x.dtype) if fits else None
+            self._work[key] = None if fn is None else _ConvFast(self, x.shape, x.dtype, fn)
+        fast = self._work[key]
+        return fast if fast is not None and x.flags.c_contiguous else None
+
+    def _forward_compiled(self, x: np.ndarray, f: _ConvFast) -> np.ndarray:
+        W2 = self.params["W"].reshape(self.out_channels, -1)
+        b = self.params["b"] if self._bias else f.no_bias
+        self.kernels.conv_forward(f.fn, x, W2, b, self._bias, self.kernel, self.padding, f.xp,
+                                  f.cols, f.yw, f.y)
+        self._fast, f.x = f, x  # backward rebuilds the columns from x, unchanged until then
+        return f.y
+
+    def _backward_compiled(self, dy: np.ndarray, f: _ConvFast) -> np.ndarray | None:
+        C_out = self.out_channels
+        W2 = self.params["W"].reshape(C_out, -1)
+        db = self.grads["b"] if self._bias else f.no_bias
+        self.kernels.conv_backward(f.fn, f.x, np.ascontiguousarray(dy), W2, self.kernel,
+                                   self.padding, f.xp, f.cols, f.dyw, f.dwn, f.dWt,
+                                   self.grads["W"].reshape(C_out, -1), self._bias, db,
+                                   self.input_grad, f.dcols, f.dxp, f.dx)
+        return f.dx if self.input_grad else None
 
     def __repr__(self) -> str:
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel={self.kernel}, "

@@ -4,8 +4,12 @@ the optional ``fast`` extra: ``pip install "bnexp[fast]"``)."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib.util
 from types import ModuleType
+
+import numpy as np
 
 from ..choices import KERNELS
 
@@ -26,3 +30,32 @@ def load(name: str) -> ModuleType | None:
     from . import numba_kernels
 
     return numba_kernels
+
+
+def gemm_address(dtype) -> int | None:
+    """The address of NumPy's own BLAS ``cblas_sgemm`` or ``cblas_dgemm``
+    (64-bit integers) for ``dtype``, which compiled kernels call for their
+    products; None where NumPy's BLAS has no such symbol."""
+    found = _gemm_addresses()
+    return None if found is None else found.get(np.dtype(dtype))
+
+
+@functools.cache
+def _gemm_addresses() -> dict | None:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for info in threadpool_info():
+        if info.get("user_api") != "blas" or "numpy" not in str(info.get("filepath")):
+            continue
+        lib = ctypes.CDLL(info["filepath"])
+        for prefix in ("scipy_cblas_", "cblas_"):
+            try:
+                return {np.dtype(np.float32): ctypes.cast(getattr(lib, f"{prefix}sgemm64_"),
+                                                          ctypes.c_void_p).value,
+                        np.dtype(np.float64): ctypes.cast(getattr(lib, f"{prefix}dgemm64_"),
+                                                          ctypes.c_void_p).value}
+            except AttributeError:
+                continue
+    return None

@@ -5,9 +5,11 @@ in several whole-array calls: batch norm forward on (N, C) rows or (N, C, L)
 images (statistics, normalization, running update and, fused, the ReLU after
 it) and backward (both sums and the input gradient in two sweeps), ReLU, 2x2
 max pooling, a Linear's bias gradient, softmax cross-entropy with its
-gradient, and the optimizer updates. At the end, the whole training pass of a plain MLP as two
-functions that call NumPy's own BLAS for the matrix products (planned by
-``numba_step``); elsewhere matrix products stay with NumPy.
+gradient, and the optimizer updates. Then the whole training pass of a plain
+MLP as two functions that call NumPy's own BLAS for the matrix products
+(planned by ``numba_step``); elsewhere a Linear's products stay with NumPy.
+Last, convolution (stride 1, padding up to k - 1) one sample at a time:
+im2col, the product through the same BLAS call, col2im.
 
 The NumPy engine is the reference: these kernels agree with it to float32
 rounding (the tests compare every layer), not bit for bit, because they sum
@@ -33,6 +35,7 @@ from numba.extending import intrinsic
 # together (``numba_step`` plans the whole-pass calls from Python).
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+u = np.uint64
 
 
 @njit(**_JIT)
@@ -529,3 +532,116 @@ def mlp_backward(fn, x, labels, p, true, Ws, dWs, dbs, has_bias, zs, hs, dhs, dz
             relu_backward(dh, hs[l - 1], dz)
         g = dz
     return loss
+
+
+# --- convolution: stride 1, padding <= k - 1 (conv.py's row layout) -----------------
+#
+# One sample at a time, so that its padded planes, im2col columns and product
+# stay in cache (the whole batch's columns are megabytes): pad, im2col, one
+# product, crop. The backward pass rebuilds the columns from the input instead
+# of keeping them. Planes are flat with rows of Wr = W + p values (a row's right
+# padding is the next row's left padding), so window (i, j) is the contiguous
+# run starting at i*Wr + j and every output row is computed Wr wide; the extra
+# columns are cropped, and their upstream gradient is held at zero.
+
+@njit(**_JIT)
+def _im2col_rows(xf, n, C, H, W, p, Wr, k, L, xp, cols):
+    """cols[(c*k + i)*k + j, r] = padded plane c of sample n at i*Wr + j + r;
+    xp holds the padded planes (only the image is written: the border stays 0).
+    Flat arrays and unsigned indices (``u``): with signed ones numba checks
+    every index for wrap-around and these copies do not vectorize (8x slower)."""
+    P = u(xp.size) // C
+    for c in range(C):
+        src = (n * C + c) * H * W
+        for h in range(H):
+            dst = c * P + (h + p) * Wr + p
+            s = src + h * W
+            for w in range(W):
+                xp[dst + w] = xf[s + w]
+        for i in range(k):
+            for j in range(k):
+                dst = ((c * k + i) * k + j) * L
+                s = c * P + i * Wr + j
+                for r in range(L):
+                    cols[dst + r] = xp[s + r]
+
+
+@njit(**_JIT)
+def conv_forward(fn, x, W2, b, has_bias, k, p, xp, cols, yw, y):
+    """y (N, O, Ho, Wo) = the convolution of x (N, C, H, W) with W2 (O, C*k*k), plus b."""
+    N, O, Ho, Wo = u(y.shape[0]), u(y.shape[1]), u(y.shape[2]), u(y.shape[3])
+    C, H, W = u(x.shape[1]), u(x.shape[2]), u(x.shape[3])
+    k, p = u(k), u(p)
+    Wr = W + p
+    L = Ho * Wr
+    xf, xpf, colf, ywf, yf = x.ravel(), xp.ravel(), cols.ravel(), yw.ravel(), y.ravel()
+    for n in range(N):
+        _im2col_rows(xf, n, C, H, W, p, Wr, k, L, xpf, colf)
+        mm(fn, W2, cols, yw, False, False)
+        for o in range(O):
+            bias = b[o] if has_bias else b.dtype.type(0)
+            for h in range(Ho):
+                src, dst = o * L + h * Wr, ((n * O + o) * Ho + h) * Wo
+                if has_bias:
+                    for w in range(Wo):
+                        yf[dst + w] = ywf[src + w] + bias
+                else:
+                    for w in range(Wo):
+                        yf[dst + w] = ywf[src + w]
+
+
+@njit(**_JIT)
+def conv_backward(fn, x, dy, W2, k, p, xp, cols, dyw, dwn, dWt, dW2, has_bias, db, input_grad,
+                  dcols, dxp, dx):
+    """dW2 (O, C*k*k): the sum over samples of dy[n] @ columns[n].T, in sample
+    order (computed transposed, in dWt: columns[n] @ dy[n].T, as the NumPy
+    engine does; OpenBLAS is faster so for these shapes); db: dy summed over
+    samples and positions (in float64); with ``input_grad``, dx (N, C, H, W)
+    by col2im of W2.T @ dy[n]."""
+    N, O, Ho, Wo = u(dy.shape[0]), u(dy.shape[1]), u(dy.shape[2]), u(dy.shape[3])
+    C, H, W = u(x.shape[1]), u(x.shape[2]), u(x.shape[3])
+    k, p = u(k), u(p)
+    Wr = W + p
+    L = Ho * Wr
+    Kc = u(dWt.shape[0])
+    P = u(xp.size) // C
+    xf, xpf, colf, dywf, dyf = x.ravel(), xp.ravel(), cols.ravel(), dyw.ravel(), dy.ravel()
+    dWtf, dwnf, dcolf, dxpf, dxf = dWt.ravel(), dwn.ravel(), dcols.ravel(), dxp.ravel(), dx.ravel()
+    sums = np.zeros(dy.shape[1])
+    for n in range(N):
+        for o in range(O):
+            acc = 0.0
+            for h in range(Ho):
+                src, dst = ((n * O + o) * Ho + h) * Wo, o * L + h * Wr
+                for w in range(Wo):
+                    dywf[dst + w] = dyf[src + w]  # columns Wo..Wr-1 stay 0
+                if has_bias:
+                    for w in range(Wo):
+                        acc += dyf[src + w]
+            sums[o] += acc
+        _im2col_rows(xf, n, C, H, W, p, Wr, k, L, xpf, colf)
+        if n == 0:
+            mm(fn, cols, dyw, dWt, False, True)
+        else:
+            mm(fn, cols, dyw, dwn, False, True)
+            for q in range(Kc * O):
+                dWtf[q] = dWtf[q] + dwnf[q]
+        if not input_grad:
+            continue
+        mm(fn, W2, dyw, dcols, True, False)
+        dxpf[:] = 0
+        for c in range(C):
+            for i in range(k):
+                for j in range(k):
+                    src, dst = ((c * k + i) * k + j) * L, c * P + i * Wr + j
+                    for r in range(L):
+                        dxpf[dst + r] += dcolf[src + r]
+            for h in range(H):
+                src, dst = c * P + (h + p) * Wr + p, ((n * C + c) * H + h) * W
+                for w in range(W):
+                    dxf[dst + w] = dxpf[src + w]
+    for o in range(O):
+        for q in range(Kc):
+            dW2[o, q] = dWt[q, o]
+        if has_bias:
+            db[o] = sums[o]

@@ -16,38 +16,13 @@ layer too.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-
 import numpy as np
 
+from .kernels import gemm_address
 from .layers import Linear, ReLU
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm
 from .numba_kernels import mlp_backward, mlp_forward, mm
-
-
-@functools.cache
-def _gemm_addresses() -> dict | None:
-    """{dtype: address} of NumPy's BLAS ``cblas_sgemm`` / ``cblas_dgemm`` with
-    64-bit integers, or None where NumPy's BLAS has no such symbols."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    for info in threadpool_info():
-        if info.get("user_api") != "blas" or "numpy" not in str(info.get("filepath")):
-            continue
-        lib = ctypes.CDLL(info["filepath"])
-        for prefix in ("scipy_cblas_", "cblas_"):
-            try:
-                return {np.dtype(np.float32): ctypes.cast(getattr(lib, f"{prefix}sgemm64_"),
-                                                          ctypes.c_void_p).value,
-                        np.dtype(np.float64): ctypes.cast(getattr(lib, f"{prefix}dgemm64_"),
-                                                          ctypes.c_void_p).value}
-            except AttributeError:
-                continue
-    return None
 
 
 def _blocks(net):
@@ -166,16 +141,14 @@ def plan(net, x: np.ndarray) -> Plan | None:
     """The compiled step's plan for ``net`` on batches like ``x``, or None where
     the network, the batch or the BLAS is not one it takes."""
     found = _blocks(net)
-    addresses = _gemm_addresses()
+    fn = gemm_address(net.dtype)
     N = x.shape[0]
-    if (found is None or addresses is None or net.dtype not in addresses or x.ndim != 2
-            or N < 2 or x.dtype != net.dtype):
+    if found is None or fn is None or x.ndim != 2 or N < 2 or x.dtype != net.dtype:
         return None
     blocks, out = found
     linears = [lin for lin, _ in blocks] + [out]
     if min(min(lin.in_features, lin.out_features) for lin in linears) < 2:
         return None  # NumPy takes vectors to gemv, not gemm
-    fn = addresses[net.dtype]
     if not _same_as_numpy(fn, net.dtype, {(N, lin.in_features, lin.out_features)
                                           for lin in linears}):
         return None
