@@ -77,7 +77,7 @@ def torch_step_fn(batch: int, threads: int):
     return torch_training_step(net, chunks)
 
 
-def fashion_epoch() -> str:
+def fashion_epoch(kernel_name: str) -> str:
     """Wall time of `bnexp train` for one Fashion-MNIST epoch at batch 64."""
     from bnexp import config
     from bnexp.datasets import DataError
@@ -87,7 +87,8 @@ def fashion_epoch() -> str:
                                      "n_test": None},
                             "model": {"arch": "cnn", "channels": CHANNELS, "norm": "batch"},
                             "init": {"weight_scale": "he"},
-                            "train": {"epochs": 1, "batch_size": 64, "lr": 0.05}})
+                            "train": {"epochs": 1, "batch_size": 64, "lr": 0.05,
+                                      "kernels": kernel_name}})
     try:
         t0 = time.perf_counter()
         result = train(cfg)
@@ -135,7 +136,9 @@ def main() -> None:
         ratio = {c: f"{best / med[c]:.2f}x" if c in med else "-" for c in ("torch", "jax")}
         print(f"{batch:>6} {rates} {ratio['torch']:>9} {ratio['jax']:>7}")
     if not args.no_epoch:
-        print(f"\none Fashion-MNIST epoch, batch 64: {fashion_epoch()}")
+        print()
+        for name in ("numpy", "numba") if fast else ("numpy",):
+            print(f"one Fashion-MNIST epoch, batch 64, {name} kernels: {fashion_epoch(name)}")
 
 
 if __name__ == "__main__":

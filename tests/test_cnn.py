@@ -93,9 +93,14 @@ def test_a_cnn_learns_on_mnist5k():
     assert result.metrics[0]["test_acc"] < 0.2 < 0.8 < result.metrics[-1]["test_acc"]
 
 
-def test_cnn_training_from_the_cli_is_identical_on_one_and_two_threads(tmp_path):
+@pytest.mark.parametrize("kernels", ["numpy", "numba"])
+def test_cnn_training_from_the_cli_is_identical_on_one_and_two_threads(tmp_path, kernels):
+    """Two threads evaluate in parallel, each on its own replica of the model
+    (numba: the compiled convolutions' work arrays are per replica)."""
+    if kernels == "numba":
+        pytest.importorskip("numba")
     path = tmp_path / "cnn.yaml"
-    path.write_text(yaml.safe_dump(CNN))
+    path.write_text(yaml.safe_dump({**CNN, "train": {**CNN.get("train", {}), "kernels": kernels}}))
     for threads in ("1", "2"):
         res = invoke("train", path, "--out", tmp_path / threads, "--threads", threads,
                      "--no-plot")
