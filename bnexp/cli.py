@@ -256,7 +256,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
         from .sweep.estimate import human, seconds
 
         workers = (jobs or cores) if executor == "local" else (jobs or 1)
-        click.echo(f"estimated time: {human(seconds(sw.points, workers))} with "
+        click.echo(f"estimated time: {human(seconds(sw.points, workers, not no_plot))} with "
                    f"{_count(workers, 'worker')} (from a few timed steps of each model here)")
         return
     bar = None

@@ -95,6 +95,29 @@ def test_dry_run_prints_the_table_and_count(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_estimate_times_each_kernels_and_counts_figures_only_when_drawn(monkeypatch):
+    """A sweep over train.kernels times each kernels' steps (not one for both),
+    and --no-plot leaves out each run's figure cost."""
+    from bnexp.sweep import estimate
+
+    sw = sweep_mod.build({**BASE, "sweep": {"grid": {"train.kernels": ["numpy", "numba"]},
+                                            "seeds": [0, 1, 2]}})
+    timed = []
+
+    def costs(cfg):
+        timed.append(cfg.train.kernels)
+        return (1.0, 0.0) if cfg.train.kernels == "numpy" else (0.5, 0.0)
+
+    monkeypatch.setattr(estimate, "_costs", costs)
+    steps = 2 * 3  # BASE: 2 epochs of 60 samples in batches of 20
+    with_figures = estimate.seconds(sw.points, 2)
+    assert sorted(timed) == ["numba", "numpy"]
+    assert with_figures == pytest.approx(
+        (6 * (estimate.PER_RUN + estimate.PER_FIGURE) + 3 * steps * 1.0 + 3 * steps * 0.5) / 2)
+    assert estimate.seconds(sw.points, 2, plot=False) == pytest.approx(
+        with_figures - 6 * estimate.PER_FIGURE / 2)
+
+
 def test_sweep_runs_summarises_and_resumes(tmp_path):
     cfg = write_cfg(tmp_path, {"model.norm": ["batch", "none"]}, seeds=[0, 1])
     out = tmp_path / "runs"

@@ -1,8 +1,8 @@
 """How long a sweep will take on this machine, for ``--dry-run``: a few real
 training steps and one evaluation chunk of each distinct model shape are
 timed on random inputs (no data is read), then multiplied out by each run's
-steps and evaluations, plus a fixed cost per run (process work, files, its
-figure), and shared among the workers."""
+steps and evaluations, plus a fixed cost per run (process work, files, and
+its figure unless figures are off), and shared among the workers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import time
 
 from .grid import Point
 
-PER_RUN = 0.25  # seconds of a run outside its steps and evaluations (measured: 0.2-0.3)
+# Seconds of a run outside its steps and evaluations, on 2 workers, from
+# benchmarks/sweep_overhead.py (weight_scale: 0.03-0.05 s with --no-plot,
+# 0.13 s with the per-run figures and the sweep's figure).
+PER_RUN = 0.04
+PER_FIGURE = 0.09
 TIMED_STEPS = 8
 STANDARD_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000)}
 
@@ -28,7 +32,8 @@ def _costs(cfg) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     dtype = np.dtype(cfg.train.dtype)
     model = build_model(cfg, dim, classes, rng)
-    opt = make_optimizer(cfg.train.optimizer, model.layers, cfg.train.lr)
+    opt = make_optimizer(cfg.train.optimizer, model.layers, cfg.train.lr,
+                         kernels=cfg.train.kernels)
     B = cfg.train.batch_size
     x = rng.random((B, dim)).astype(dtype)
     y = rng.integers(0, classes, B)
@@ -48,8 +53,9 @@ def _costs(cfg) -> tuple[float, float]:
     return step, per_sample
 
 
-def seconds(points: list[Point], workers: int) -> float:
-    """Estimated wall time of running ``points`` on ``workers`` processes."""
+def seconds(points: list[Point], workers: int, plot: bool = True) -> float:
+    """Estimated wall time of running ``points`` on ``workers`` processes
+    (``plot``: drawing each run's figure)."""
     from ..datasets import DataError, split_sizes
     from ..train import steps_per_epoch
 
@@ -58,7 +64,7 @@ def seconds(points: list[Point], workers: int) -> float:
     for p in points:
         cfg = p.config
         key = (cfg.data.dataset, cfg.data.dim, cfg.data.classes, cfg.model, cfg.norm,
-               cfg.train.batch_size, cfg.train.dtype, cfg.train.optimizer)
+               cfg.train.batch_size, cfg.train.dtype, cfg.train.optimizer, cfg.train.kernels)
         if key not in cache:
             cache[key] = _costs(cfg)
         step, per_sample = cache[key]
@@ -69,7 +75,8 @@ def seconds(points: list[Point], workers: int) -> float:
         n_train, n_test = sizes or STANDARD_SIZES.get(cfg.data.dataset, (1000, 1000))
         steps = cfg.train.epochs * steps_per_epoch(cfg, n_train)
         evals = cfg.train.epochs // cfg.eval.every + 1
-        total += PER_RUN + steps * step + evals * (n_train + n_test) * per_sample
+        total += (PER_RUN + PER_FIGURE * plot + steps * step
+                  + evals * (n_train + n_test) * per_sample)
     return total / max(1, min(workers, len(points)))
 
 
