@@ -455,3 +455,27 @@ def test_the_conv_kernels_gradients_pass_the_finite_difference_check(geometry):
     errors = check_layer(layer, rng.standard_normal((N, C, H, W)), rng)
     assert layer._fast is not None
     assert errors and max(errors.values()) < 1e-6, errors
+
+
+def test_a_blas_function_that_does_not_give_matmuls_products_is_not_called(monkeypatch):
+    """Where NumPy's library exports the names with another interface, the
+    kernels must not call it: here float64's address is sgemm's (which reads
+    and writes half the bytes: safe to call, wrong numbers). The CNN then
+    takes the NumPy convolution and the MLP its layer-by-layer path."""
+    from bnexp.engine import kernels as kernels_mod
+    from bnexp.engine.model import NormSettings, build, cnn_layers
+
+    real = kernels_mod._gemm_addresses()
+    assert real is not None
+    assert kernels_mod.gemm_address(np.float64) == real[np.dtype(np.float64)]
+    swapped = {**real, np.dtype(np.float64): real[np.dtype(np.float32)]}
+    monkeypatch.setattr(kernels_mod, "_gemm_addresses", lambda: swapped)
+    assert kernels_mod.gemm_address(np.float64) is None
+    assert kernels_mod.gemm_address(np.float32) == real[np.dtype(np.float32)]
+    cnn = build(cnn_layers([3], norm="batch"), (1, 6, 6), 3, rng=np.random.default_rng(0),
+                norm=NormSettings("batch"), dtype=np.float64, kernels="numba")
+    assert np.isfinite(cnn.loss_and_backward(np.ones((4, 36)), np.arange(4) % 3))
+    assert cnn.layers[0]._fast is None
+    net = build_mlp(12, 5, [8], rng=np.random.default_rng(0), kernels="numba", norm="batch",
+                    dtype=np.float64)
+    assert net._whole_step(np.zeros((4, 12))) is None

@@ -35,9 +35,29 @@ def load(name: str) -> ModuleType | None:
 def gemm_address(dtype) -> int | None:
     """The address of NumPy's own BLAS ``cblas_sgemm`` or ``cblas_dgemm``
     (64-bit integers) for ``dtype``, which compiled kernels call for their
-    products; None where NumPy's BLAS has no such symbol."""
+    products; None where NumPy's BLAS has no such symbol, or where calling
+    it does not give np.matmul's products (another interface under that name)."""
     found = _gemm_addresses()
-    return None if found is None else found.get(np.dtype(dtype))
+    address = None if found is None else found.get(np.dtype(dtype))
+    return address if address is not None and _gives_matmul(address, np.dtype(dtype)) else None
+
+
+@functools.cache
+def _gives_matmul(address: int, dtype: np.dtype) -> bool:
+    """Whether the function at ``address`` computes small products as np.matmul
+    does (to rounding), with and without a transposed operand."""
+    from .numba_kernels import mm
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal((7, 3)).astype(dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for p, q, ta, tb, ref in ((a, b, False, False, a @ b), (a, a, False, True, a @ a.T),
+                              (b, b, True, False, b.T @ b)):
+        out = np.full_like(ref, np.nan)
+        mm(address, p, q, out, ta, tb)
+        if not np.allclose(out, ref, rtol=rtol, atol=0):
+            return False
+    return True
 
 
 @functools.cache
