@@ -392,3 +392,28 @@ def test_summary_files_after_any_updates_equal_a_rebuild_from_all_rows(tmp_path)
         assert (tmp_path / "summary.csv").read_text() == csv_text(rows, cols)
         assert (tmp_path / "aggregate.csv").read_text() == csv_text(
             aggregate_rows(sw.keys, rows), agg_cols)
+
+
+def test_a_worker_gets_its_next_run_before_the_parent_writes_the_last_one(tmp_path, monkeypatch):
+    """Writing a finished run's files takes the parent a while; the next run is
+    handed out first, so the worker does not wait for it (one worker here:
+    when run i is written, run i+1 is already marked running)."""
+    from bnexp import runner
+
+    sw = sweep_mod.build({**BASE, "sweep": {"grid": {"train.lr": [0.1, 0.2, 0.3]},
+                                            "seeds": [0]}})
+    sdir = tmp_path / "runs" / sw.name
+    seen = []
+    write = runner.write
+
+    def checking_write(run_dir, cfg, payload):
+        ids = [p.run_id for p in sw.points]
+        i = ids.index(run_dir.name)
+        nxt = store.read_json(sdir / ids[i + 1] / "run.json") if i + 1 < len(ids) else None
+        seen.append(nxt and nxt["status"])
+        write(run_dir, cfg, payload)
+
+    monkeypatch.setattr(runner, "write", checking_write)
+    _, outcome = sweep_mod.execute(sw, tmp_path / "runs", jobs=1, plot=False)
+    assert len(outcome.done) == 3
+    assert seen == ["running", "running", None]

@@ -285,34 +285,44 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
             submit()
         while in_flight:
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            finished = []
             for fut in done:
                 p = in_flight.pop(fut)
-                info = _record(fut, p, sweep_dir, outcome, summary)
-                if progress:
-                    progress(p.run_id, info, outcome)
-                status = info["status"]
-                if status == "failed" and fail_fast:
-                    outcome.cancelled = [q.run_id for q in pending]
-                    pending.clear()
-            while pending and len(in_flight) < width:
-                submit()
+                finished.append((p, _payload(fut, p)))
+            if fail_fast and any(run["info"]["status"] == "failed" for _, run in finished):
+                outcome.cancelled = [q.run_id for q in pending]
+                pending.clear()
+            try:  # the next runs first: a worker idles until it has one
+                while pending and len(in_flight) < width:
+                    submit()
+            finally:  # then the finished runs' files, even if a stop came meanwhile
+                for p, payload in finished:
+                    info = _record(payload, p, sweep_dir, outcome, summary)
+                    if progress:
+                        progress(p.run_id, info, outcome)
     except BaseException:
         for fut in in_flight:
             fut.cancel()
         raise
 
 
-def _record(fut, p: Point, sweep_dir: Path, outcome: Outcome, summary: Summary) -> dict:
-    """Write one finished run's folder and count it; returns its run.json."""
+def _payload(fut, p: Point) -> dict:
+    """A finished future's run, or a failed run where the worker itself died
+    (killed, say, or out of memory)."""
     try:
-        payload = fut.result()
-    except Exception as exc:  # the worker itself died, e.g. killed or out of memory
+        return fut.result()
+    except Exception as exc:
         import traceback
 
         info = runner.run_info(p.config, None)
         info.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                     traceback="".join(traceback.format_exception(exc)))
-        payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
+        return {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
+
+
+def _record(payload: dict, p: Point, sweep_dir: Path, outcome: Outcome,
+            summary: Summary) -> dict:
+    """Write one finished run's folder and count it; returns its run.json."""
     run_dir = sweep_dir / p.run_id
     payload["info"]["command"] = runner.reproduce_command(p.config, run_dir)
     with store.signals_deferred():  # the run's files and its summary row together
