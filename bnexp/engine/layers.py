@@ -178,18 +178,19 @@ class ReLU(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._w: _ReLUWork | None = None
+        self._y: np.ndarray | None = None  # the output, on the compiled path
         self._compiled = False
 
     def _make_work(self, x: np.ndarray) -> _ReLUWork:
         return _ReLUWork(x.shape, x.dtype)
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
-        w = self._plan(x)
         self._compiled = self.kernels is not None and x.flags.c_contiguous
-        if self._compiled:
-            self.kernels.relu_forward(x, w.y)
-            self._w = w
-            return w.y
+        if self._compiled:  # only the output is kept (no zeros, no mask)
+            y = self._y = self._buf("cy", x.shape, x.dtype)
+            self.kernels.relu_forward(x, y)
+            return y
+        w = self._plan(x)
         # Against a zeros array, not the scalar 0: same-shape np.maximum is the
         # vectorised fast path (about 4x faster here than with a scalar). The
         # mask is boolean: comparing into a float array casts every element.
@@ -199,10 +200,12 @@ class ReLU(Layer):
         return w.y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        w = self._need_cache("_w")
         if self._compiled:  # the mask from the output: y > 0 exactly where x > 0
-            self.kernels.relu_backward(np.ascontiguousarray(dy), w.y, w.dx)
-            return w.dx
+            y = self._need_cache("_y")
+            dx = self._buf("cdx", y.shape, y.dtype)
+            self.kernels.relu_backward(np.ascontiguousarray(dy), y, dx)
+            return dx
+        w = self._need_cache("_w")
         return np.multiply(dy, w.mask, w.dx)
 
 
