@@ -105,8 +105,7 @@ def curves_figure(rows: list[dict], info: dict, fig=None):
     """Accuracy (left) and loss (right) against epoch, train and test, of one run."""
     if fig is None:
         fig = _pyplot().figure(figsize=CURVES_SIZE)
-    axes = _curves_axes(fig)
-    _curves_data(axes, rows, info)
+    _curves_data(_curves_axes(fig), rows, info, [])
     return fig
 
 
@@ -126,26 +125,25 @@ def _curves_axes(fig):
     return ax_acc, ax_loss
 
 
-def _curves_data(axes, rows: list[dict], info: dict) -> list:
-    """Draw one run into ``_curves_axes``'s panels; returns the artists added."""
+def _curves_data(axes, rows: list[dict], info: dict, added: list) -> None:
+    """Draw one run into ``_curves_axes``'s panels, appending each artist it
+    adds to ``added`` as it goes (so that a failure midway can take them away)."""
     ax_acc, ax_loss = axes
     epochs = [r["epoch"] for r in rows]
-    added = []
     for split, color in (("train", PALETTE[0]), ("test", PALETTE[1])):
-        added += ax_acc.plot(epochs, [r[f"{split}_acc"] for r in rows], color=color,
-                             marker="o", markersize=3, label=f"{split} (eval mode)")
-        added += ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], color=color,
-                              marker="o", markersize=3, label=split)
+        added.extend(ax_acc.plot(epochs, [r[f"{split}_acc"] for r in rows], color=color,
+                                 marker="o", markersize=3, label=f"{split} (eval mode)"))
+        added.extend(ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], color=color,
+                                  marker="o", markersize=3, label=split))
     if info.get("status") == "diverged" and info.get("diverged_at"):
         at = info["diverged_at"]["epoch"]
         for ax in (ax_acc, ax_loss):
             added.append(ax.axvline(at, color=PALETTE[7], linestyle=":", linewidth=1))
-        added += ax_acc.plot([], [], color=PALETTE[7], linestyle=":",
-                             label=f"diverged at epoch {at:.2f}")
+        added.extend(ax_acc.plot([], [], color=PALETTE[7], linestyle=":",
+                                 label=f"diverged at epoch {at:.2f}"))
     added.append(ax_acc.legend(loc="lower right", fontsize=8))
     added.append(ax_loss.legend(loc="upper right", fontsize=8))
     ax_acc.figure.suptitle(f"{info.get('name', '')}  ({info.get('status', '?')})", fontsize=10)
-    return added
 
 
 _kept = threading.local()
@@ -163,9 +161,9 @@ def curves_png(rows: list[dict], info: dict) -> bytes:
         fig = Figure(figsize=CURVES_SIZE)
         FigureCanvasAgg(fig)
         _kept.curves = _curves_axes(fig)
-    axes = _kept.curves
-    added = _curves_data(axes, rows, info)
-    try:
+    axes, added = _kept.curves, []
+    try:  # whatever happens, the kept figure is left without this run's artists
+        _curves_data(axes, rows, info, added)
         for ax in axes:
             ax.relim()  # the limits of this run's lines only, not of the last run's
             ax.autoscale_view()

@@ -115,6 +115,11 @@ def test_a_runs_curves_png_is_the_same_whatever_was_drawn_before(sweep_dir):
     for metrics, info in cases + cases[::-1]:
         fresh = plot_mod.figure_bytes(plot_mod.curves_figure(metrics, info))
         assert plot_mod.curves_png(metrics, info) == fresh, info["name"]
+        # A failure midway (rows without test losses, after three lines are
+        # drawn) leaves nothing behind for the next run.
+        broken = [{k: v for k, v in r.items() if k != "test_loss"} for r in metrics]
+        with pytest.raises(KeyError):
+            plot_mod.curves_png(broken, info)
 
 def test_cli_plot_writes_the_file(sweep_dir, tmp_path):
     res = invoke("plot", sweep_dir, "--kind", "final", "--out", tmp_path / "f.png")
