@@ -270,8 +270,8 @@ class TrainConfig:
                                  "epochs between checkpoints (resume after a kill); 0 = off")
     kernels: str = spec("numpy", choice(KERNELS),
                         "numpy: the reference engine | numba: compiled, fused kernels for "
-                        "convolution, batch norm, ReLU, max pooling, the loss and the optimizer (pip "
-                        "install \"bnexp[fast]\"); agrees with numpy to float32 rounding")
+                        "convolution, batch norm, ReLU, max pooling, the loss and the optimizer "
+                        "(pip install \"bnexp[fast]\"); agrees with numpy to float32 rounding")
 
 
 @dataclass(frozen=True)

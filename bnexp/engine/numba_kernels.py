@@ -579,12 +579,11 @@ def conv_forward(fn, x, W2, b, has_bias, k, p, xp, cols, yw, y):
         _im2col_rows(xf, n, C, H, W, p, Wr, k, L, xpf, colf)
         mm(fn, W2, cols, yw, False, False)
         for o in range(O):
-            bias = b[o] if has_bias else b.dtype.type(0)
             for h in range(Ho):
                 src, dst = o * L + h * Wr, ((n * O + o) * Ho + h) * Wo
                 if has_bias:
                     for w in range(Wo):
-                        yf[dst + w] = ywf[src + w] + bias
+                        yf[dst + w] = ywf[src + w] + b[o]
                 else:
                     for w in range(Wo):
                         yf[dst + w] = ywf[src + w]
@@ -595,7 +594,7 @@ def conv_backward(fn, x, dy, W2, k, p, xp, cols, dyw, dwn, dWt, dW2, has_bias, d
                   dcols, dxp, dx):
     """dW2 (O, C*k*k): the sum over samples of dy[n] @ columns[n].T, in sample
     order (computed transposed, in dWt: columns[n] @ dy[n].T, as the NumPy
-    engine does; OpenBLAS is faster so for these shapes); db: dy summed over
+    engine does, because OpenBLAS is faster that way on these shapes); db: dy summed over
     samples and positions (in float64); with ``input_grad``, dx (N, C, H, W)
     by col2im of W2.T @ dy[n]."""
     N, O, Ho, Wo = u(dy.shape[0]), u(dy.shape[1]), u(dy.shape[2]), u(dy.shape[3])

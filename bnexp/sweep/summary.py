@@ -68,6 +68,7 @@ class Summary:
     def __init__(self, sweep: Sweep, sweep_dir: Path) -> None:
         self.sweep, self.dir = sweep, Path(sweep_dir)
         self.columns, self.agg_columns = columns(sweep.keys)
+        self.headers = [csv_line(dict(zip(c, c)), c) for c in (self.columns, self.agg_columns)]
         self.rows = {p.run_id: summary_row(p, read_json(self.dir / p.run_id / "run.json") or {})
                      for p in sweep.points}
         self.groups: dict[tuple, list[str]] = {}  # grid point -> its runs, in grid order
@@ -91,10 +92,9 @@ class Summary:
         self.write()
 
     def write(self) -> None:
-        header = csv_line(dict(zip(self.columns, self.columns)), self.columns)
+        header, agg_header = self.headers
         atomic_write(self.dir / "summary.csv", header + "".join(
             self.lines[p.run_id] for p in self.sweep.points))
-        agg_header = csv_line(dict(zip(self.agg_columns, self.agg_columns)), self.agg_columns)
         atomic_write(self.dir / "aggregate.csv", agg_header + "".join(self.agg_lines.values()))
 
 
