@@ -16,6 +16,7 @@ DTYPES = ("float32", "float64")
 SAMPLING = ("shuffle", "replacement")
 INIT_NAMES = ("he", "xavier")
 CONVENTIONS = ("pytorch", "book")
+RENORM_RUNNING = ("sigma", "variance")  # what batch renorm's running statistics average
 KERNELS = ("numpy", "numba")  # numpy: the reference engine; numba: the [fast] extra
 
 PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations", "landscape")

@@ -11,7 +11,7 @@ compared with a criterion::
         a: {model.norm: batch, train.batch_size: 2}
         b: {model.norm: batch, train.batch_size: 32}
         below: -0.1                                # or above: X, or within: X (|stat| <= X)
-        expect: holds                              # the published outcome (default)
+        expect: holds                              # the published outcome (none: a new check)
 
 Statistics (``where`` fixes swept keys; every swept key must end up fixed):
 
@@ -57,14 +57,22 @@ import math
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import values as V
 from .choices import EPOCH_METRICS, SUMMARY_METRICS
-from .stats import LEVEL, Interval, mean_interval, welch_interval
-from .store import FINISHED, RunRecord, StoreError, final_values, read_csv
+from .metrics import kind as metric_kind
+from .stats import (
+    LEVEL,
+    Interval,
+    mean_interval,
+    proportion_difference,
+    proportion_interval,
+    welch_interval,
+)
+from .store import FINISHED, RunRecord, StoreError
 
 EXTRA_METRICS = ("diverged", "input_spread_growth", "input_drift", "generalization_gap",
                  "loss_range", "grad_predictiveness", "beta_smoothness", "ics_l2",
@@ -102,11 +110,14 @@ def fmt(x: float) -> str:
 
 
 def fmt_interval(iv: Interval) -> str:
-    if not iv.known:
-        return f"{fmt(iv.estimate)} (no interval: n = {iv.n})"
-    if iv.lo == iv.hi:
-        return f"{fmt(iv.estimate)} (all seeds equal)"
-    return f"{fmt(iv.estimate)} [{fmt(iv.lo)}, {fmt(iv.hi)}]"
+    """``0.959 [0.912, 1]``; ``(n = 3, 2 diverged left out)`` where runs were left out."""
+    left_out = f", {iv.dropped} diverged left out" if iv.dropped else ""
+    if iv.n == 0:
+        return f"- (no runs{left_out})"
+    if math.isinf(iv.lo) and math.isinf(iv.hi):
+        return f"{fmt(iv.estimate)} (no interval: n = {iv.n}{left_out})"
+    text = f"{fmt(iv.estimate)} [{fmt(iv.lo)}, {fmt(iv.hi)}]"
+    return text + (f" (n = {iv.n}{left_out})" if left_out else "")
 
 
 # --- per-run values ----------------------------------------------------------------
@@ -147,7 +158,7 @@ def run_value(run: RunRecord, metric: str) -> float | None:
     if metric in ("ics_l2", "ics_cosine"):
         return _ics(run, metric.removeprefix("ics_"))
     if metric == "generalization_gap":  # final train minus final test accuracy
-        final = final_values(info)
+        final = run.final
         if final["final_train_acc"] is None or final["final_test_acc"] is None:
             return None
         return float(final["final_train_acc"]) - float(final["final_test_acc"])
@@ -155,16 +166,13 @@ def run_value(run: RunRecord, metric: str) -> float | None:
         base, _, epoch = metric.partition("@")
         rows = [r for r in run.metrics if r["epoch"] == int(epoch)]
         return float(rows[0][base]) if rows else None
-    value = final_values(info)[metric]
+    value = run.final[metric]
     return None if value is None else float(value)
 
 
 def _last_unit(run: RunRecord) -> list[dict] | None:
     """The last hidden layer's unit-0 diagnostics rows, by step (None without any)."""
-    path = run.path / "diagnostics.csv"
-    if not path.is_file():
-        return None
-    rows = read_csv(path, ["step", "layer", "unit_p15", "unit_p50", "unit_p85"])
+    rows = run.table("diagnostics")
     if not rows:
         return None
     last_layer = max(r["layer"] for r in rows)
@@ -189,11 +197,11 @@ def _landscape(run: RunRecord, metric: str) -> float | None:
     ``beta_smoothness``, the largest gradient change per unit of distance
     moved, ||grad(theta - eta g) - g|| / (eta ||g||). Non-finite probes (a step
     size that diverges) are left out."""
-    path = run.path / "landscape.csv"
-    if not path.is_file():
+    rows = run.table("landscape")
+    if rows is None:
         return None
     by_step: dict[int, list[dict]] = {}
-    for r in read_csv(path, ["step", "eta", "loss", "grad_change", "grad_norm"]):
+    for r in rows:
         if math.isfinite(r["loss"]) and math.isfinite(r["grad_change"]):
             by_step.setdefault(r["step"], []).append(r)
     values = []
@@ -210,11 +218,10 @@ def _ics(run: RunRecord, column: str) -> float | None:
     """From ics.csv (eval.ics_every): the mean over measured steps and over every
     weight layer but the first (whose ICS is zero by definition) of ||G - G'|| /
     ||G|| (``l2``) or cos(G, G') (``cosine``)."""
-    path = run.path / "ics.csv"
-    if not path.is_file():
+    rows = run.table("ics")
+    if rows is None:
         return None
-    values = [r[column] for r in read_csv(path, ["layer", column])
-              if r["layer"] > 1 and math.isfinite(r[column])]
+    values = [r[column] for r in rows if r["layer"] > 1 and math.isfinite(r[column])]
     return sum(values) / len(values) if values else None
 
 
@@ -263,21 +270,18 @@ class Table:
         return dict(self.axes)[key]
 
     def resolve(self, selection: Mapping, where: str) -> dict[str, str]:
-        """``{key: value as typed}`` -> ``{key: label}``, each value matched
-        against the key's values in the sweep (``0.000631`` names 0.000630957...)."""
+        """``{key: value in any spelling}`` -> ``{key: label}``, each value matched
+        exactly against the key's values in the sweep (``1e-3`` names 0.001)."""
         out = {}
         for key, value in (selection or {}).items():
             key = str(key)
             if key not in self.keys():
                 raise ClaimError([f"{where}.{key}: not a swept key (swept: "
                                   f"{', '.join(self.keys())})"])
-            text = value if isinstance(value, str) else V.to_text(value)
-            hits = V.match(self.axis(key), text)
-            if len(hits) != 1:
-                what = "names several values" if hits else "is not a value"
-                labels = ", ".join(V.label(v) for v in self.axis(key))
-                raise ClaimError([f"{where}.{key}: {V.label(value)} {what} of the sweep "
-                                  f"(values: {labels})"])
+            hits = V.match(self.axis(key), value)
+            if not hits:
+                raise ClaimError([f"{where}.{key}: {V.label(value)} is not a value of the sweep "
+                                  f"(values: {V.listing(self.axis(key))})"])
             out[key] = V.label(hits[0])
         return out
 
@@ -290,15 +294,34 @@ class Table:
                 groups.setdefault(tuple(labels[k] for k in self.keys()), []).append(r)
         return groups
 
-    def values(self, runs: list[RunRecord], metric: str) -> list[float]:
-        out = []
+    def values(self, runs: list[RunRecord], metric: str) -> tuple[list[float], int]:
+        """The finished runs' values of ``metric``, and how many diverged runs
+        were left out because the metric is not theirs (``metrics.kind``)."""
+        out, dropped = [], 0
+        keep_diverged = metric_kind(metric).with_diverged
         for r in runs:
+            if r.status == "diverged" and not keep_diverged:
+                dropped += 1
+                continue
             key = (r.run_id, metric)
             if key not in self._cache:
                 self._cache[key] = run_value(r, metric)
             if self._cache[key] is not None and math.isfinite(self._cache[key]):
                 out.append(self._cache[key])
-        return out
+        return out, dropped
+
+    def interval(self, runs: list[RunRecord], metric: str, level: float = LEVEL) -> Interval:
+        """The interval of ``metric``'s mean over ``runs`` that fits the metric."""
+        vals, dropped = self.values(runs, metric)
+        return replace(mean_of(vals, metric, level), dropped=dropped)
+
+    def difference(self, a: list[RunRecord], b: list[RunRecord], metric: str,
+                   level: float = LEVEL) -> Interval:
+        (va, da), (vb, db) = self.values(a, metric), self.values(b, metric)
+        mk = metric_kind(metric)
+        iv = (proportion_difference(va, vb, level) if mk.binary else
+              welch_interval(va, vb, level, mk.bounds))
+        return replace(iv, dropped=da + db)
 
     def one_point(self, fixed: dict[str, str], where: str) -> list[RunRecord]:
         """The runs of the single grid point ``fixed`` names."""
@@ -320,8 +343,17 @@ class Table:
         return [V.label(v) for v in self.axis(key) if V.label(v) in present]
 
 
+def mean_of(values: list[float], metric: str, level: float = LEVEL) -> Interval:
+    """The interval for the mean of ``metric``'s values that fits the metric: exact
+    binomial for a 0/1 outcome, else Student's t within the metric's range."""
+    mk = metric_kind(metric)
+    if mk.binary:
+        return proportion_interval(values, level)
+    return mean_interval(values, level, mk.bounds)
+
+
 def _show(fixed: Mapping) -> str:
-    return ", ".join(f"{k}={V.short(v)}" for k, v in fixed.items())
+    return ", ".join(f"{k}={v}" for k, v in fixed.items())
 
 
 # --- checks ------------------------------------------------------------------------
@@ -335,12 +367,21 @@ class CheckResult:
     interval: Interval
     criterion: str  # "above 0.8", ...
     outcome: str  # holds | does not hold | inconclusive
-    expect: str
+    expect: str | None  # the published outcome; None: a new check, never published
     detail: str = ""  # where the interval comes from (the worst point for ``each``)
 
     @property
-    def as_expected(self) -> bool:
-        return self.outcome == self.expect
+    def changed(self) -> bool:
+        """Published with another outcome than it has on these runs (either way)."""
+        return self.expect is not None and self.outcome != self.expect
+
+    @property
+    def shown(self) -> str:
+        """The outcome as a page shows it: ``holds``, ``inconclusive (published:
+        holds)``, ``holds (new)``."""
+        if self.expect is None:
+            return f"{self.outcome} (new)"
+        return f"{self.outcome} (published: {self.expect})" if self.changed else self.outcome
 
 
 def _stat_key(spec: Mapping) -> str:
@@ -373,11 +414,11 @@ def _single(table: Table, spec: Mapping, fixed: dict[str, str], where: str,
     stat, metric = _stat_key(spec), spec[_stat_key(spec)]
     if stat == "mean":
         runs = table.one_point(fixed, where)
-        return mean_interval(table.values(runs, metric), level), _show(fixed)
+        return table.interval(runs, metric, level), _show(fixed)
     a = {**fixed, **table.resolve(spec.get("a"), f"{where}.a")}
     b = {**fixed, **table.resolve(spec.get("b"), f"{where}.b")}
     ra, rb = table.one_point(a, f"{where}.a"), table.one_point(b, f"{where}.b")
-    iv = welch_interval(table.values(ra, metric), table.values(rb, metric), level)
+    iv = table.difference(ra, rb, metric, level)
     return iv, f"{_show(a)} minus {_show(b)}"
 
 
@@ -393,7 +434,7 @@ def statistic(table: Table, spec: Mapping, where: str, level: float = LEVEL
     if not labels:
         raise ClaimError([f"{where}: no runs at {_show(fixed)}"])
     lvl = _level(len(labels))
-    ivs = [mean_interval(table.values(table.one_point({**fixed, key: lab}, where), metric), lvl)
+    ivs = [table.interval(table.one_point({**fixed, key: lab}, where), metric, lvl)
            for lab in labels]
     if stat == "spread":
         est = max(iv.estimate for iv in ivs) - min(iv.estimate for iv in ivs)
@@ -408,7 +449,7 @@ def statistic(table: Table, spec: Mapping, where: str, level: float = LEVEL
         t = float(spec["at_most"])
         est = sum(iv.estimate <= t for iv in ivs)
         lo, hi = sum(iv.hi <= t for iv in ivs), sum(iv.lo <= t for iv in ivs)
-    hits = [V.short(lab) for lab, iv in zip(labels, ivs) if (iv.estimate >= t if "at_least"
+    hits = [lab for lab, iv in zip(labels, ivs) if (iv.estimate >= t if "at_least"
                                                              in spec else iv.estimate <= t)]
     return (Interval(float(est), float(lo), float(hi), min(iv.n for iv in ivs)),
             f"of {len(labels)} {key} values: {', '.join(hits) or 'none'}")
@@ -416,7 +457,7 @@ def statistic(table: Table, spec: Mapping, where: str, level: float = LEVEL
 
 def evaluate_check(table: Table, spec: Mapping, where: str) -> CheckResult:
     stat, metric = _stat_key(spec), spec[_stat_key(spec)]
-    expect = spec.get("expect", "holds")
+    expect = spec.get("expect")
     if "each" not in spec:
         iv, detail = statistic(table, spec, where)
         criterion, outcome = _compare(iv, spec)
@@ -432,7 +473,7 @@ def evaluate_check(table: Table, spec: Mapping, where: str) -> CheckResult:
     for lab in labels:
         iv, detail = _single(table, spec, {**fixed, key: lab}, where, lvl)
         criterion, outcome = _compare(iv, spec)
-        results.append((iv, f"{key}={V.short(lab)}: {detail}", outcome))
+        results.append((iv, f"{key}={lab}: {detail}", outcome))
     outcomes = [o for _, _, o in results]
     outcome = ("does not hold" if "does not hold" in outcomes else
                "holds" if all(o == "holds" for o in outcomes) else "inconclusive")
@@ -455,6 +496,8 @@ def _margin(iv: Interval, spec: Mapping) -> float:
 def verdict(results: list[CheckResult]) -> str:
     outcomes = [r.outcome for r in results]
     held, failed = outcomes.count("holds"), outcomes.count("does not hold")
+    if not outcomes:
+        return "inconclusive"
     if held == len(outcomes):
         return "holds"
     if failed == len(outcomes):
@@ -471,9 +514,9 @@ class ClaimResult:
     verdict: str
     notes: str | None  # the interpretation with its placeholders filled in
 
-    def regressions(self) -> list[CheckResult]:
-        """Checks published as holding that do not hold on these runs."""
-        return [c for c in self.checks if c.expect == "holds" and c.outcome == "does not hold"]
+    def changes(self) -> list[CheckResult]:
+        """Checks whose outcome on these runs differs from the published one."""
+        return [c for c in self.checks if c.changed]
 
 
 def evaluate(report: Mapping, table: Table) -> ClaimResult | None:
@@ -566,7 +609,7 @@ def _check_stat_spec(spec: Any, where: str, keys: list[str], errors: list[str],
             errors.append(f"{where}: expected exactly one of above: X, below: X, within: X")
         if not isinstance(spec.get("text"), str) or not spec.get("text", "").strip():
             errors.append(f"{where}.text: expected the statement this check tests")
-        if spec.get("expect", "holds") not in OUTCOMES:
+        if spec.get("expect") is not None and spec["expect"] not in OUTCOMES:
             errors.append(f"{where}.expect: got {spec.get('expect')!r}, expected one of "
                           f"{', '.join(OUTCOMES)}")
         if "id" in spec and not (isinstance(spec["id"], str) and spec["id"].isidentifier()):

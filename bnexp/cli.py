@@ -74,7 +74,21 @@ class _Bnexp(click.Group):
 
     def main(self, args=None, *rest, **kw):
         _Bnexp.invoked = list(args) if args is not None else sys.argv[1:]
-        return super().main(args, *rest, **kw)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return super().main(args, *rest, **kw)
+
+
+_SHOWN: set[str] = set()
+
+
+def _show_warning(message, category, *args, **kw) -> None:
+    """A library warning (a summary that disagrees with its runs) as one line, once."""
+    if str(message) not in _SHOWN:
+        _SHOWN.add(str(message))
+        click.echo(f"warning: {message}", err=True)
 
 
 @click.group(cls=_Bnexp, context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,8 +162,11 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
                        f"{row['train_acc']:.4f}, test acc {row['test_acc']:.4f} "
                        f"({row['elapsed']:.1f} s)", err=True)
 
+    import signal
+
     from .sweep import train_guard
 
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM behaves as Ctrl-C
     try:
         with train_guard(run_dir, cfg):
             info = runner.execute(cfg, run_dir, force=force, argv=_argv(), plot=not no_plot,
@@ -158,7 +175,14 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
         raise UserError(str(exc)) from None
     except runner.RunFailed as exc:
         raise click.ClickException(f"run failed: {exc}") from None
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        click.echo(f"interrupted: {run_dir} is marked interrupted; run the same command again "
+                   "to resume", err=True)
+        sys.exit(130)
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         if bar is not None:
             bar.close()
     if not quiet:
@@ -168,6 +192,10 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
             what += f" at epoch {info['diverged_at']['epoch']:.2f}"
         click.echo(f"{cfg.name}: {what} in {info['seconds']:.1f} s; epoch {f['epoch']}: "
                    f"train acc {f['train_acc']:.4f}, test acc {f['test_acc']:.4f} -> {run_dir}")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _on_terminal() -> bool:
@@ -298,7 +326,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
         from .plot import PlotError, plot_path
 
         try:
-            figure = plot_path(sweep_dir)
+            figure = plot_path(sweep_dir, force=True)
         except PlotError as exc:
             click.echo(f"note: no sweep figure drawn ({exc})", err=True)
     if not quiet:
@@ -340,7 +368,10 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
 @click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: in PATH).")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default=None,
               help="File format (default: from --out's extension, else png).")
-def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, out, fmt) -> None:
+@click.option("--force", is_flag=True,
+              help="Redraw the folder's own figure (grid.png, curves.png) even where it changes.")
+def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, out, fmt,
+         force) -> None:
     """Draw a figure from a saved run or sweep folder, without training.
 
     \b
@@ -362,7 +393,8 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
     from .plot import plot_path
 
     try:
-        written = plot_path(path, kind, out=out, fmt=fmt, panels=panels, lines=lines, x=x, y=y,
+        written = plot_path(path, kind, out=out, fmt=fmt, force=force, panels=panels,
+                            lines=lines, x=x, y=y,
                             metric=metric, stat=stat, filters=list(filters), layer=layer,
                             band=band)
     except _user_errors() as exc:
@@ -380,8 +412,8 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
 @click.option("--intro", type=click.Path(dir_okay=False),
               help="A Markdown file whose text opens the page.")
 @click.option("--check", is_flag=True,
-              help="Also print each claim's verdict, and exit 1 if a check published as "
-                   "holding does not hold on these runs.")
+              help="Also print each claim's verdict, and exit 1 if any check's outcome "
+                   "differs from its published one (expect:), in either direction.")
 def report(sweep_dirs, out, figures, title, intro, check) -> None:
     """Write a Markdown summary of one or more sweeps: the claim, the verdict
     computed from the checks in the sweep's report section (with intervals
@@ -392,7 +424,7 @@ def report(sweep_dirs, out, figures, title, intro, check) -> None:
     Example:
       bnexp report runs/weight-scale
       bnexp report runs/weight-scale runs/batch-size --title Experiments --out EXPERIMENTS.md
-      bnexp report runs/placement --check      # exit 1 if a published claim fails here
+      bnexp report runs/placement --check      # exit 1 if any published outcome changes
     """
     from .report import write_report
 
@@ -414,11 +446,12 @@ def report(sweep_dirs, out, figures, title, intro, check) -> None:
         click.echo(f"{s.name}: {s.claim.verdict} ({held} of {n} "
                    f"{'checks hold' if n > 1 else 'check holds'})")
         for c in s.claim.checks:
-            if not c.as_expected:
-                click.echo(f"  {c.outcome} (published: {c.expect}): {c.text}")
-        for c in s.claim.regressions():
+            if c.changed or c.expect is None:
+                click.echo(f"  {c.shown}: {c.text}")
+        for c in s.claim.changes():
             failed = True
-            click.echo(f"error: {s.name}: no longer holds: {c.text}", err=True)
+            click.echo(f"error: {s.name}: {c.outcome} where published {c.expect}: {c.text}",
+                       err=True)
     if failed:
         sys.exit(1)
 

@@ -32,6 +32,7 @@ from .choices import (
     PLACEMENTS,
     POOLS,
     PREPROCESS,
+    RENORM_RUNNING,
     SAMPLING,
 )
 from .yamlio import YamlError, dump_yaml, parse_value, read_yaml
@@ -203,6 +204,7 @@ class DataConfig:
     classes: int = spec(10, integer(lo=2, hi=10_000), "synthetic only: clusters")
 
 
+
 MLP_HIDDEN = (100, 100, 100, 100, 100)  # model.hidden when null, by model.arch
 CNN_HIDDEN = ()
 
@@ -244,7 +246,14 @@ class NormConfig:
     rmax: float = spec(3.0, number(lo=1.0), "batch renorm: the largest r, after warm-up")
     dmax: float = spec(5.0, number(lo=0.0), "batch renorm: the largest |d|, after warm-up")
     renorm_warmup: int = spec(0, integer(lo=0), "batch renorm: steps over which rmax and dmax "
-                              "grow from 1 and 0")
+                              "grow from 1 and 0, after norm.renorm_bn_steps")
+    renorm_bn_steps: int = spec(100, integer(lo=0),
+                                "batch renorm: steps of plain BN (r = 1, d = 0) first, while the "
+                                "running statistics settle (Ioffe 2017, section 4)")
+    renorm_running: str = spec("sigma", choice(RENORM_RUNNING),
+                               "batch renorm's running statistics: sigma: mean and sqrt(var + eps) "
+                               "(Ioffe 2017, Algorithm 1) | variance: mean and variance, as plain "
+                               "BN's (norm.convention)")
     noise: float = spec(0.0, number(lo=0.0, hi=10.0),
                         "> 0: Santurkar et al.'s noisy BN, random drifting scale and shift "
                         "after every norm layer in training")

@@ -219,7 +219,7 @@ class SweepData:
 
 def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
     """The runs of a sweep folder that have metrics, through ``--filter key=value``
-    (a value as any figure shows it: ``init.weight_scale=0.000631`` names 0.000630957...)."""
+    (one value exactly, in any spelling: ``train.lr=1e-3`` names 0.001)."""
     try:
         folder = open_sweep(path)
     except StoreError as exc:
@@ -234,14 +234,13 @@ def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
             data.runs = [r for r in data.runs if str(r.seed) == value]
             data.selection.append(f"seed={value}")
             continue
-        allowed = data.axis(key)
+        data.axis(key)  # one line naming the swept keys where KEY is not one
         hits = V.match(folder.axis(key), value)
-        if len(hits) != 1:
-            what = "names several values" if hits else "has no value"
-            raise PlotError(f"--filter {text}: {key} {what} {value} "
-                            f"(values: {', '.join(allowed)})")
+        if not hits:
+            raise PlotError(f"--filter {text}: {key} has no value {value} "
+                            f"(values: {V.listing(folder.axis(key))})")
         want = V.label(hits[0])
-        data.selection.append(f"{_short(key)}={_tick(want)}")
+        data.selection.append(f"{_short(key)}={want}")
         data.runs = [r for r in data.runs if r.labels[key] == want]
         data.axes = [(k, [want] if k == key else v) for k, v in data.axes]
     total = len(data.runs)
@@ -267,10 +266,9 @@ def _band(values: list[float], band: str) -> float:
     of the mean (Student t), or one sample sd; 0 for a single value."""
     from .stats import mean_interval, mean_sd
 
-    if len(values) < 2:
-        return 0.0
-    if band == "sd":
-        return mean_sd(values)[1]
+    sd = mean_sd(values)[1] if len(values) >= 2 else 0.0
+    if band == "sd" or sd == 0.0:
+        return sd
     iv = mean_interval(values)
     return iv.hi - iv.estimate
 
@@ -330,7 +328,7 @@ def grid_figure(data: SweepData, panels: str, lines: str | None, metric: str,
                 ax.plot([at], [value], marker="x", color=color, markersize=7, linestyle="none")
             handles.setdefault(lv, (h, f"{_short(lines)}={lv}" if lines else f"n={len(runs)}"))
         if panels:
-            ax.set_title(f"{_short(panels)}={_tick(pv)}", fontsize=9)
+            ax.set_title(f"{_short(panels)}={pv}", fontsize=9)
         ax.grid(alpha=0.3)
         if metric.endswith("acc"):
             ax.set_ylim(0, 1.02)
@@ -410,7 +408,7 @@ def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: 
     if len(positive) == len(values) and max(values) / min(values) >= 10:
         ax.set_xscale("log")
         if len(values) <= 10:  # a label at each value (2, 4, ..., 128), not 10^0, 10^1, 10^2
-            ticks = [_tick(v) for v in xs_all]
+            ticks = [v for v in xs_all]
             ax.set_xticks(values, ticks, rotation=30 if sum(map(len, ticks)) > 36 else 0)
             ax.minorticks_off()
     ax.set_xlabel(x)
@@ -476,10 +474,6 @@ def bars_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: s
     return fig
 
 
-def _tick(value: str) -> str:
-    return V.short(value, 3)
-
-
 def _stat(run: RunRecord, metric: str, stat: str) -> float:
     vals = [row[metric] for row in run.metrics]
     if stat == "final":
@@ -508,8 +502,8 @@ def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str, ax=N
             if not np.isnan(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if grid[i, j] < np.nanmean(grid) else "black")
-    ax.set_xticks(range(len(xv)), [_tick(v) for v in xv], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(yv)), [_tick(v) for v in yv], fontsize=8)
+    ax.set_xticks(range(len(xv)), [v for v in xv], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(yv)), [v for v in yv], fontsize=8)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     fig.colorbar(im, ax=ax, label=f"{stat} {metric}")
@@ -579,14 +573,57 @@ def output_format(out: str | Path | None, fmt: str | None) -> str:
 
 
 def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | None = None,
-              fmt: str | None = None, **options) -> Path:
-    """Draw the figure ``kind`` for a run or sweep folder into a file (``out``,
-    default ``PATH/KIND.FORMAT``) and return its path; ``options`` as ``figure``."""
+              fmt: str | None = None, force: bool = False, **options) -> Path:
+    """Draw the figure ``kind`` for a run or sweep folder into a file and return
+    its path; ``options`` as ``figure``. Without ``out`` the file goes into the
+    folder under a name that says what it shows (``default_name``): the folder's
+    own figure (``grid.png``, a run's ``curves.png``: the plain name, no options)
+    is replaced only where it would not change or with ``force``, so a filtered
+    or otherwise derived plot never overwrites it."""
     path = Path(path)
     fmt = output_format(out, fmt)
     fig, kind = _figure(path, kind, **options)
-    target = Path(out) if out else path / f"{kind}.{fmt}"
-    return save_figure(fig, target, fmt)
+    if out:
+        return save_figure(fig, Path(out), fmt)
+    target = path / default_name(kind, fmt, **options)
+    if force or target.name != f"{kind}.{fmt}" or not target.is_file():
+        return save_figure(fig, target, fmt)
+    data = figure_bytes(fig, fmt)
+    try:
+        unchanged = target.read_bytes() == data
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        raise PlotError(f"{target} is the folder's own figure and would change; pass "
+                        "--force to redraw it, or --out FILE to draw elsewhere")
+    return target
+
+
+OPTION_DEFAULTS = {"panels": None, "lines": None, "x": None, "y": None, "metric": None,
+                   "stat": "final", "band": "ci", "layer": None}
+
+
+def default_name(kind: str, fmt: str, filters: list[str] = (), **options) -> str:
+    """A figure's file name in its folder: the kind, then every option that
+    differs from its default and every filter, with values in their one
+    spelling (``grid.png``; ``grid_metric=test_acc_lr=0.001.png``)."""
+    parts = [kind]
+    for key, default in OPTION_DEFAULTS.items():
+        value = options.get(key, default)
+        if value is not None and value != default:
+            parts.append(f"{key}={_short(str(value))}")
+    for text in filters:
+        key, _, value = text.partition("=")
+        parts.append(f"{_short(key)}={V.label(V.from_text(value))}")
+    stem = "_".join(parts).replace("/", "_").replace("\\", "_").replace("\0", "_")
+    if stem.startswith("."):
+        stem = "_" + stem[1:]
+    if len(stem.encode("utf-8", "surrogatepass")) > 200:
+        import hashlib
+
+        digest = hashlib.sha1(stem.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        stem = f"{stem.encode('utf-8', 'surrogatepass')[:180].decode('utf-8', 'ignore')}~{digest}"
+    return f"{stem}.{fmt}"
 
 
 def figure(path: str | Path, kind: str | None = None, *, ax=None, fig=None, **options):
@@ -744,7 +781,7 @@ def landscape_figure(data: SweepData, lines: str | None, ax=None, fig=None):
         label = V.label(value) if lines else data.title
         color, _ = value_style(label if lines else None, j)
         ax.fill_between(steps, low, high, color=color, alpha=0.35, linewidth=0,
-                        label=f"{_short(lines)}={_tick(label)}" if lines else label)
+                        label=f"{_short(lines)}={label}" if lines else label)
         drawn += 1
     if not drawn:
         raise PlotError(f"{data.path}: no landscape.csv; run with eval.landscape_every > 0")
@@ -771,7 +808,7 @@ def sweep_curves_figure(data: SweepData, metric: str = "test_acc", band: str = "
     for j, (point, runs) in enumerate(groups.items()):
         epochs, mean, half, stops = _series(runs, metric, band)
         color, style = value_style(point[0] if len(point) == 1 else None, j)
-        label = ", ".join(f"{_short(k)}={_tick(v)}" for k, v in zip(keys, point)) or data.title
+        label = ", ".join(f"{_short(k)}={v}" for k, v in zip(keys, point)) or data.title
         ax.plot(epochs, mean, color=color, linestyle=style, label=label)
         if len(runs) > 1:
             ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.15,

@@ -34,11 +34,9 @@ from pathlib import Path
 
 from . import claims
 from .choices import METRIC_LABELS
-from .claims import ClaimError, ClaimResult, Table, fmt, fmt_interval
+from .claims import ClaimError, ClaimResult, Table, fmt_interval
 from .plot import PlotError, plot_path
-from .stats import mean_interval
 from .store import FINISHED, StoreError, SweepFolder, atomic_write, open_sweep
-from .values import short
 
 
 class ReportError(Exception):
@@ -81,9 +79,8 @@ def _verdict_lines(result: ClaimResult) -> list[str]:
            "|---|---|---|---|---|"]
     for c in result.checks:
         stat = f"{c.stat} of {c.metric}" + (f" ({c.detail})" if c.detail else "")
-        outcome = c.outcome if c.as_expected else f"{c.outcome} (published: {c.expect})"
         out.append(f"| {c.text} | {stat} | {fmt_interval(c.interval)} | {c.criterion} | "
-                   f"{outcome} |")
+                   f"{c.shown} |")
     return out
 
 
@@ -120,12 +117,9 @@ def aggregate_table(folder: SweepFolder, table: Table, metrics: list[str]) -> st
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for point, runs in table.points({}).items():
         done = [r for r in runs if r.status in FINISHED]
-        cells = [short(lab) for lab in point]
+        cells = list(point)
         for m in metrics:
-            vals = table.values(done, m)
-            iv = mean_interval(vals)
-            cells.append("-" if not vals else fmt(iv.estimate) if iv.n == 1 else
-                         f"{fmt(iv.estimate)} [{fmt(iv.lo)}, {fmt(iv.hi)}]")
+            cells.append(fmt_interval(table.interval(done, m)))
         cells += [str(len(done)), str(sum(r.status == "diverged" for r in done)),
                   str(sum(r.status == "failed" for r in runs))]
         lines.append("| " + " | ".join(cells) + " |")

@@ -128,6 +128,17 @@ def mark(run_dir: Path, cfg: Config, status: str, command: list[str] | None = No
     store.write_json(Path(run_dir) / "run.json", info)
 
 
+def mark_interrupted(run_dir: Path) -> dict | None:
+    """Turn a run's provisional run.json (``running``) into ``interrupted``,
+    with the time it was cut; returns it (None where there is none)."""
+    info = store.read_json(Path(run_dir) / "run.json")
+    if info is None or info.get("status") != "running":
+        return None
+    info.update(status="interrupted", ended=now())
+    store.write_json(Path(run_dir) / "run.json", info)
+    return info
+
+
 def reproduce_command(cfg: Config, run_dir: Path) -> list[str]:
     """The command that reruns this run from its own saved config, into the
     same folder (``bnexp verify RUN`` reruns it without touching the folder)."""

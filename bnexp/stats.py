@@ -1,16 +1,27 @@
 """Intervals over seeds: the statistics behind every number a report shows.
 
 A grid point's runs differ only in their seed, so its seeds are a small
-sample (3 to 5 values) of what the setting gives. We show its mean with a
-Student-t 95% interval (``mean_interval``), and compare two points with
-Welch's t interval for the difference of their means (``welch_interval``),
-which does not assume equal variances. Both are exact under normality and
-the usual choice at these sample sizes, where a bootstrap over 3 or 5 values
-has too few distinct resamples to cover as it claims.
+sample (3 to 5 values) of what the setting gives. Which interval fits depends
+on the metric (``bnexp.metrics`` says what each one is):
 
-Student's t is computed here (regularized incomplete beta by continued
-fraction, then bisection for quantiles), so bnexp needs no scipy; the tests
-compare it with published tables and, where installed, with scipy.
+- a 0/1 outcome (``diverged``): k of n seeds, the exact Clopper-Pearson
+  interval (``proportion_interval``); two of them compared by Newcombe's
+  hybrid score interval from Wilson's (``proportion_difference``);
+- any other metric: its mean with a Student-t 95% interval
+  (``mean_interval``), two points by Welch's t interval for the difference of
+  their means (``welch_interval``), which does not assume equal variances;
+- a bounded metric (an accuracy in [0, 1]): the interval is cut to the range,
+  so it never claims an accuracy above 1;
+- seeds that all agree (zero spread) do not make a zero-width interval:
+  where the metric is bounded, a variable of mean mu on [lo, hi] gives n values
+  all equal to c with probability at most ((mu - lo)/(c - lo))^n (Markov), so
+  mu lies in [lo + (c - lo) q, hi - (hi - c) q] with q = (alpha/2)^(1/n);
+  for n of n at a bound this is Clopper-Pearson's interval for n of n
+  ([0.478, 1] for 5 of 5). Unbounded, the interval stays open on that side.
+
+Student's t and the beta distribution are computed here (regularized
+incomplete beta by continued fraction, then bisection for quantiles), so bnexp
+needs no scipy; the tests compare them with scipy.
 """
 
 from __future__ import annotations
@@ -88,7 +99,8 @@ def t_quantile(p: float, df: float) -> float:
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate with its two-sided interval at ``level``; ``n`` values went in.
+    """An estimate with its two-sided interval at ``level``; ``n`` values went in
+    (``dropped`` more were left out: diverged runs of a metric they do not have).
     Without enough values for an interval, ``lo``/``hi`` are -inf/+inf."""
 
     estimate: float
@@ -96,6 +108,7 @@ class Interval:
     hi: float
     n: int
     level: float = LEVEL
+    dropped: int = 0
 
     @property
     def known(self) -> bool:
@@ -115,28 +128,118 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def mean_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
-    """Student-t interval for the mean of ``values`` (unbounded for fewer than 2)."""
+Bounds = tuple[float, float]
+UNBOUNDED: Bounds = (-math.inf, math.inf)
+
+
+def beta_quantile(p: float, a: float, b: float) -> float:
+    """The ``p`` quantile of the Beta(a, b) distribution (0 <= p <= 1), to about 1e-13."""
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if betainc(a, b, mid) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15:
+            break
+    return 0.5 * (lo + hi)
+
+
+def normal_quantile(p: float) -> float:
+    """The ``p`` quantile of the standard normal (Student's t with infinite df)."""
+    return t_quantile(p, math.inf)
+
+
+def proportion_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
+    """Clopper-Pearson's exact interval for the proportion of ones among 0/1 ``values``."""
+    n = len(values)
+    k = sum(1 for v in values if v)
+    if n == 0:
+        return Interval(math.nan, -math.inf, math.inf, 0, level)
+    alpha = 1.0 - level
+    lo = 0.0 if k == 0 else beta_quantile(alpha / 2.0, k, n - k + 1)
+    hi = 1.0 if k == n else beta_quantile(1.0 - alpha / 2.0, k + 1, n - k)
+    return Interval(k / n, lo, hi, n, level)
+
+
+def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson's score interval for k of n (n > 0)."""
+    z = normal_quantile(0.5 + level / 2.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion_difference(a: Sequence[float], b: Sequence[float],
+                          level: float = LEVEL) -> Interval:
+    """Newcombe's hybrid score interval (his method 10) for the difference of
+    the proportions of ones in 0/1 samples ``a`` and ``b``."""
+    n1, n2 = len(a), len(b)
+    if not n1 or not n2:
+        return Interval(math.nan, -math.inf, math.inf, min(n1, n2), level)
+    k1, k2 = sum(1 for v in a if v), sum(1 for v in b if v)
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, level)
+    l2, u2 = wilson(k2, n2, level)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return Interval(d, max(-1.0, lo), min(1.0, hi), min(n1, n2), level)
+
+
+def _clip(iv: Interval, bounds: Bounds) -> Interval:
+    lo, hi = bounds
+    return Interval(iv.estimate, min(max(iv.lo, lo), hi), max(min(iv.hi, hi), lo), iv.n,
+                    iv.level, iv.dropped)
+
+
+def mean_interval(values: Sequence[float], level: float = LEVEL,
+                  bounds: Bounds = UNBOUNDED) -> Interval:
+    """Interval for the mean of ``values``, a metric within ``bounds``: Student's t,
+    cut to the bounds; where every value is the same (no spread), the bounded
+    interval of the module docstring. Unbounded for fewer than 2 values unless
+    the bounds give one."""
     n = len(values)
     mean, sd = mean_sd(values)
-    if n < 2:
-        return Interval(mean, -math.inf, math.inf, n, level)
+    if n == 0:
+        return Interval(mean, -math.inf, math.inf, 0, level)
+    if sd == 0.0:
+        lo, hi = bounds
+        q = ((1.0 - level) / 2.0) ** (1.0 / n)
+        c = min(max(mean, lo), hi)
+        return Interval(mean, lo + (c - lo) * q if math.isfinite(lo) else -math.inf,
+                        hi - (hi - c) * q if math.isfinite(hi) else math.inf, n, level)
     half = t_quantile(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n, level)
+    return _clip(Interval(mean, mean - half, mean + half, n, level), bounds)
 
 
-def welch_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
-    """Welch's t interval for mean(a) - mean(b) (unbounded unless both have 2+ values)."""
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL,
+                   bounds: Bounds = UNBOUNDED) -> Interval:
+    """Welch's t interval for mean(a) - mean(b), a metric within ``bounds``, cut
+    to the differences the bounds allow. Where either sample has no spread,
+    Welch's interval would take its mean as known; the two samples' own
+    intervals at level 1 - alpha/2 each (Bonferroni) are combined instead.
+    Unbounded unless both have 2+ values or the bounds give one."""
     ma, sa = mean_sd(a)
     mb, sb = mean_sd(b)
     diff = ma - mb
     n = min(len(a), len(b))
-    if len(a) < 2 or len(b) < 2:
+    lo, hi = bounds
+    span = (lo - hi, hi - lo)
+    if not a or not b:
         return Interval(diff, -math.inf, math.inf, n, level)
+    if sa == 0.0 or sb == 0.0 or len(a) < 2 or len(b) < 2:
+        half = 1.0 - (1.0 - level) / 2.0
+        ia, ib = mean_interval(a, half, bounds), mean_interval(b, half, bounds)
+        return _clip(Interval(diff, ia.lo - ib.hi, ia.hi - ib.lo, n, level), span)
     va, vb = sa * sa / len(a), sb * sb / len(b)
     se2 = va + vb
-    if se2 == 0.0:
-        return Interval(diff, diff, diff, n, level)
     df = se2 * se2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
     half = t_quantile(0.5 + level / 2.0, df) * math.sqrt(se2)
-    return Interval(diff, diff - half, diff + half, n, level)
+    return _clip(Interval(diff, diff - half, diff + half, n, level), span)

@@ -31,11 +31,19 @@ import os
 import signal
 import tempfile
 import threading
+import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import values as V
+
+# Every file of a run folder and of a sweep folder, named once.
+CONFIG_FILE, RUN_FILE, METRICS_FILE = "config.yaml", "run.json", "metrics.csv"
+DIAGNOSTICS_FILE, STEPS_FILE, LANDSCAPE_FILE, ICS_FILE = (
+    "diagnostics.csv", "steps.csv", "landscape.csv", "ics.csv")
+CURVES_FILE = "curves.png"
+SWEEP_FILE, SUMMARY_FILE, AGGREGATE_FILE = "sweep.yaml", "summary.csv", "aggregate.csv"
 
 METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "elapsed"]
 DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "std",
@@ -60,6 +68,11 @@ class StoreError(Exception):
 
 class RunExistsError(StoreError):
     pass
+
+
+class StoreWarning(UserWarning):
+    """A cache (summary.csv, a metrics.csv row) that disagrees with a run's
+    run.json; readers go by run.json and say so in one line."""
 
 
 def _os_problem(exc: OSError, path: Path, verb: str) -> StoreError:
@@ -361,9 +374,61 @@ class RunRecord:
     def metrics(self) -> list[dict]:
         """metrics.csv's rows ([] where the run has none yet)."""
         if self._metrics is None:
-            f = self.path / "metrics.csv"
+            f = self.path / METRICS_FILE
             self._metrics = read_metrics(self.path) if f.is_file() else []
         return self._metrics
+
+    def table(self, name: str) -> list[dict] | None:
+        """One of the run's measurement tables (``diagnostics``, ``steps``,
+        ``landscape``, ``ics``), its columns checked; None where the run has none."""
+        filename, columns = TABLES[name]
+        path = self.path / filename
+        return read_csv(path, columns) if path.is_file() else None
+
+    @property
+    def final(self) -> dict[str, float | int | None]:
+        """The run's summary metrics from run.json (``final_values``)."""
+        return final_values(self.info)
+
+
+TABLES = {"diagnostics": (DIAGNOSTICS_FILE, DIAGNOSTIC_COLUMNS), "steps": (STEPS_FILE, STEP_COLUMNS),
+          "landscape": (LANDSCAPE_FILE, LANDSCAPE_COLUMNS), "ics": (ICS_FILE, ICS_COLUMNS)}
+RESULT_KEYS = ("status", "final", "best_test_acc", "diverged_at", "variance_shift")  # run.json
+
+
+def check_info(info: dict, path: Path) -> None:
+    """A run.json's results are of the types bnexp writes: one StoreError line
+    naming the file and the key otherwise (a result no report may average)."""
+    def bad(key: str, want: str) -> StoreError:
+        return StoreError(f"{path}: {key} is {info_text(info, key)}, expected {want} (damaged "
+                          "or edited file; rerun the run)")
+
+    status = info.get("status")
+    if status is not None and status not in STATUSES:
+        raise bad("status", ", ".join(STATUSES))
+    seed = info.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise bad("seed", "an integer")
+    final = info.get("final")
+    if final is not None and not isinstance(final, dict):
+        raise bad("final", "a mapping of the last evaluation")
+    for key in ("train_acc", "test_acc", "train_loss", "test_loss", "epoch"):
+        v = (final or {}).get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(f"final.{key}", "a number")
+    for key in ("best_test_acc", "seconds", "step_seconds", "variance_shift"):
+        v = info.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(key, "a number")
+    if status in FINISHED and not isinstance(final, dict):
+        raise bad("final", f"the last evaluation of a {status} run")
+
+
+def info_text(info: dict, dotted: str) -> str:
+    obj: Any = info
+    for part in dotted.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return json.dumps(obj)
 
 
 @dataclass
@@ -378,6 +443,7 @@ class SweepFolder:
     report: dict | None
     command: list[str] | None
     runs: list[RunRecord]
+    warnings: list[str] = field(default_factory=list)  # where summary.csv disagrees
 
     @property
     def name(self) -> str:
@@ -441,25 +507,29 @@ def open_sweep(sweep_dir: str | Path) -> SweepFolder:
     data = read_sweep_yaml(sweep_dir)
     section = data["sweep"]
     grid, zipped = section.get("grid") or {}, section.get("zip") or {}
-    axes = [(str(k), list(v)) for k, v in {**grid, **zipped}.items()]
+    axes = [(str(k), [V.canonical(x) for x in v]) for k, v in {**grid, **zipped}.items()]
     keys = [k for k, _ in axes]
     summary = sweep_dir / "summary.csv"
     if not summary.is_file():
         raise StoreError(f"{sweep_dir}: no summary.csv yet: the sweep has not started its first "
                          "run (run its `bnexp sweep` command)")
     rows = read_csv(summary, ["run_id", *keys, "seed", "status"], parse=False)
-    runs = []
+    runs, seen, warnings = [], {}, []
     for i, row in enumerate(rows, start=2):
         rid = row["run_id"]
         if not safe_component(rid):
             raise StoreError(f"{summary}: line {i}: run_id {rid!r} is not a folder name inside "
                              "the sweep (damaged or edited file)")
+        if rid in seen:
+            raise StoreError(f"{summary}: line {i}: run_id {rid} repeats line {seen[rid]} "
+                             "(damaged or edited file; run the sweep's command to rewrite it)")
+        seen[rid] = i
         vals = {}
         for key, axis in axes:
-            hit = [v for v in axis if V.label(v) == V.label(V.from_text(row[key]))]
+            hit = V.match(axis, row[key])
             if not hit:
                 raise StoreError(f"{summary}: line {i}: {key}={row[key]} is not a value of the "
-                                 "sweep's grid (damaged or edited file)")
+                                 f"sweep's grid ({V.listing(axis)}; damaged or edited file)")
             vals[key] = hit[0]
         try:
             seed = int(row["seed"])
@@ -467,8 +537,59 @@ def open_sweep(sweep_dir: str | Path) -> SweepFolder:
             raise StoreError(f"{summary}: line {i}: seed {row['seed']!r} is not an "
                              "integer") from None
         run_dir = sweep_dir / rid
-        info = read_json(run_dir / "run.json") or {}
-        runs.append(RunRecord(rid, run_dir, vals, seed, info))
+        info = read_json(run_dir / RUN_FILE) or {}
+        check_info(info, run_dir / RUN_FILE)
+        if info.get("seed") is not None and info["seed"] != seed:
+            raise StoreError(f"{run_dir / RUN_FILE}: seed {info['seed']}, but {summary} line {i} "
+                             f"says {seed} (damaged or edited files)")
+        run = RunRecord(rid, run_dir, vals, seed, info)
+        warnings += _disagreements(run, row, f"{summary}: line {i}")
+        runs.append(run)
+    for line in warnings:
+        _warnings.warn(line, StoreWarning, stacklevel=2)
     return SweepFolder(sweep_dir, data.get("config") or {}, axes, tuple(zipped),
                        list(section.get("seeds", [])), data.get("report"), data.get("command"),
-                       runs)
+                       runs, warnings)
+
+
+def _disagreements(run: RunRecord, row: dict, where: str) -> list[str]:
+    """Where summary.csv's row (a cache) or metrics.csv's last row differs from
+    the run's run.json, which every reader takes as the run's result."""
+    out = []
+    status = run.info.get("status") or "pending"
+    if row["status"] != status:
+        out.append(f"{where}: status {row['status']}, but {run.path / RUN_FILE} says {status}")
+    if status not in FINISHED:
+        return out
+    final = run.final
+    for key, value in final.items():
+        if key not in row:
+            continue
+        cached = _parse(row[key]) if row[key] != "" else None
+        if not _equal(cached, value):
+            out.append(f"{where}: {key} {row[key] or 'empty'}, but {run.path / RUN_FILE} says "
+                       f"{value}; reports use run.json (rerun the sweep's command to rewrite "
+                       "the summary)")
+            break
+    rows = run.metrics  # a damaged metrics.csv is one StoreError line here
+    if rows:
+        last = rows[-1]
+        for col, key in (("train_acc", "final_train_acc"), ("test_acc", "final_test_acc"),
+                         ("train_loss", "final_train_loss"), ("test_loss", "final_test_loss"),
+                         ("epoch", "epochs")):
+            if not _equal(last[col], final[key]):
+                out.append(f"{run.path / METRICS_FILE}: line {len(rows) + 1}: {col} {last[col]}, "
+                           f"but {run.path / RUN_FILE} says {final[key]} (damaged or edited "
+                           "file)")
+                break
+    return out
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return a == b
+    return fa == fb or (fa != fa and fb != fb)

@@ -17,6 +17,7 @@ from .config import IMAGE_SIZE, Config
 from .datasets import Dataset, load_dataset
 from .engine import Dropout, Network, NoisyShift, make_optimizer
 from .engine.model import NormSettings, build, cnn_layers, mlp_layers
+from .engine.norms import Renorm
 from .provenance import one_blas_thread
 
 
@@ -254,9 +255,10 @@ def build_model(cfg: Config, in_dim: int, classes: int, rng: np.random.Generator
     if m.arch == "cnn" and in_dim != IMAGE_SIZE * IMAGE_SIZE:
         raise ValueError(f"model.arch cnn needs {IMAGE_SIZE}x{IMAGE_SIZE} images, "
                          f"got samples of {in_dim} values")
+    renorm = (Renorm(n.rmax, n.dmax, n.renorm_warmup, n.renorm_bn_steps, n.renorm_running)
+              if n.renorm else None)
     settings = NormSettings(m.norm, m.groups, n.momentum, n.eps, n.affine,
-                            n.track_running_stats, n.convention, n.ghost_batch, n.noise,
-                            (n.rmax, n.dmax, n.renorm_warmup) if n.renorm else None)
+                            n.track_running_stats, n.convention, n.ghost_batch, n.noise, renorm)
     return build(layer_list(cfg), in_shape, classes, rng=rng, norm=settings,
                  weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype),
                  kernels=cfg.train.kernels)

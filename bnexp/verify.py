@@ -84,6 +84,23 @@ def _same(x, y) -> bool:
     return x == y
 
 
+def _result_differences(old: dict, new: dict) -> list[str]:
+    """run.json's results (``store.RESULT_KEYS``: what tables and verdicts read)
+    that the recomputed run does not reproduce exactly."""
+    out = []
+    for key in store.RESULT_KEYS:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) or isinstance(b, dict):
+            a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
+            for sub in sorted(set(a) | set(b)):
+                if sub not in IGNORED and not _same(a.get(sub), b.get(sub)):
+                    out.append(f"run.json: {key}.{sub} {b.get(sub)}, the saved run has "
+                               f"{a.get(sub)}")
+        elif not _same(a, b):
+            out.append(f"run.json: {key} {b}, the saved run has {a}")
+    return out
+
+
 def compare(run_dir: Path, payload: dict) -> RunCheck:
     """A saved run folder against a fresh computation of its config."""
     run_dir = Path(run_dir)
@@ -93,6 +110,8 @@ def compare(run_dir: Path, payload: dict) -> RunCheck:
     if new_info["status"] != old_info.get("status"):
         problems.append(f"status {new_info['status']}, the saved run is {old_info.get('status')}"
                         + (f" ({new_info.get('error')})" if new_info.get("error") else ""))
+    else:
+        problems += _result_differences(old_info, new_info)
     for filename, key, columns in FILES:
         path = run_dir / filename
         if not path.is_file() and not payload[key]:

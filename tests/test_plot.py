@@ -35,7 +35,7 @@ def test_grid_has_one_panel_per_value_and_one_line_per_value(sweep_dir, monkeypa
     plot_mod.plot_path(sweep_dir)  # default for weight_scale x norm: the book's grid
     (fig,) = figs
     axes = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == ["weight_scale=10", "weight_scale=1",
+    assert [ax.get_title() for ax in axes] == ["weight_scale=10.0", "weight_scale=1.0",
                                                "weight_scale=0.1", "weight_scale=0.01"]
     for ax in axes:
         assert ax.get_ylim() == (0, 1.02)
@@ -81,7 +81,7 @@ def test_final_heatmap_curves_and_activations(sweep_dir, monkeypatch):
     plot_mod.plot_path(sweep_dir, "heatmap", x="init.weight_scale", y="model.norm")
     ax = figs[-1].axes[0]
     assert len(ax.texts) == 8 and ax.get_ylabel() == "model.norm"
-    plot_mod.plot_path(sweep_dir / "weight_scale=1,norm=batch,seed=0")
+    plot_mod.plot_path(sweep_dir / "weight_scale=1.0,norm=batch,seed=0", force=True)
     assert [a.get_ylabel() for a in figs[-1].axes] == ["accuracy", "cross-entropy loss"]
     plot_mod.plot_path(sweep_dir, "activations", filters=["init.weight_scale=1"])
     axes = figs[-1].axes
@@ -153,16 +153,29 @@ def test_folders_without_runs(tmp_path):
         "(run its `bnexp sweep` command)")
 
 
-def test_filters_take_values_as_figures_print_them(tmp_path):
+def test_filters_name_one_value_exactly_in_any_spelling(tmp_path):
     sw = sweep_mod.build({**RAW, "sweep": {"grid": {"init.weight_scale": [0.000630957344480193,
-                                                                          0.01]}, "seeds": [0]}})
+                                                                          0.01, 0.0136]},
+                                           "seeds": [0]}})
     sdir, _ = sweep_mod.execute(sw, tmp_path, jobs=1, plot=False)
-    data = plot_mod.load_sweep(sdir, ["init.weight_scale=0.000631"])
-    assert [r.labels["init.weight_scale"] for r in data.runs] == ["0.000630957"]
-    assert data.title == "ps [weight_scale=0.000631]"
-    res = invoke("plot", sdir, "--filter", "init.weight_scale=0.0007", "--out", tmp_path / "x.png")
-    assert res.exit_code == 2
-    assert "init.weight_scale has no value 0.0007 (values: 0.000630957, 0.01)" in res.output
+    # The value as every figure and folder name shows it finds its runs ...
+    data = plot_mod.load_sweep(sdir, ["init.weight_scale=0.000630957344480193"])
+    assert [r.labels["init.weight_scale"] for r in data.runs] == ["0.000630957344480193"]
+    assert data.title == "ps [weight_scale=0.000630957344480193]"
+    assert [r.run_id for r in data.runs] == ["weight_scale=0.000630957344480193,seed=0"]
+    # ... so does another spelling of the same number ...
+    data = plot_mod.load_sweep(sdir, ["init.weight_scale=1e-2"])
+    assert [r.labels["init.weight_scale"] for r in data.runs] == ["0.01"]
+    # ... but 0.01 is 0.01, never 0.0136 by rounding, and a rounded value is refused.
+    assert [r.run_id for r in plot_mod.load_sweep(sdir, ["init.weight_scale=0.01"]).runs] == [
+        "weight_scale=0.01,seed=0"]
+    for typed in ("0.000631", "0.0007", "0.014"):
+        res = invoke("plot", sdir, "--filter", f"init.weight_scale={typed}", "--out",
+                     tmp_path / "x.png")
+        assert res.exit_code == 2
+        assert res.output == (f"error: --filter init.weight_scale={typed}: init.weight_scale has "
+                              f"no value {typed} (values: 0.000630957344480193, 0.01, 0.0136)\n")
+        assert not (tmp_path / "x.png").exists()
 
 
 def test_the_extension_decides_the_format(sweep_dir, tmp_path):
@@ -220,7 +233,7 @@ def test_log_axes_have_a_tick_at_each_value(sweep_dir, monkeypatch):
     plot_mod.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
     ax = figs[-1].axes[0]
     assert list(ax.get_xticks()) == [10.0, 1.0, 0.1, 0.01]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "1", "0.1", "0.01"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10.0", "1.0", "0.1", "0.01"]
 
 
 def test_curves_of_a_sweep_are_one_mean_line_per_grid_point(sweep_dir, monkeypatch):
@@ -239,7 +252,7 @@ def test_an_unfinished_sweep_says_so_on_its_figures(sweep_dir, tmp_path, monkeyp
 
     copy = tmp_path / "copy"
     shutil.copytree(sweep_dir, copy)
-    victim = copy / "weight_scale=10,norm=batch,seed=1" / "run.json"
+    victim = copy / "weight_scale=10.0,norm=batch,seed=1" / "run.json"
     victim.write_text(json.dumps({**json.loads(victim.read_text()), "status": "running"}))
     figs = []
     monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)

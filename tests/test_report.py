@@ -87,12 +87,37 @@ def test_mean_check_outcomes_follow_the_interval(norms, criterion, outcome):
     assert r.outcome == outcome
 
 
-def test_difference_is_welchs_interval(norms):
+def test_difference_is_welchs_interval(tmp_path):
+    sdir = fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.90, 0.91, 0.92], ("none",): [0.10, 0.14, 0.11]})
+    r = check(sdir, {"text": "t", "difference": "final_test_acc", "a": {"model.norm": "batch"},
+                     "b": {"model.norm": "none"}, "above": 0.7})
+    va, vb = 0.01 ** 2 / 3, (0.02081665999466133 ** 2) / 3  # sample variances / n
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    half = stats.t_quantile(0.975, df) * math.sqrt(va + vb)
+    est = 0.91 - (0.10 + 0.14 + 0.11) / 3
+    assert (r.interval.estimate, r.interval.lo, r.interval.hi) == pytest.approx(
+        (est, est - half, est + half))
+    assert r.outcome == "holds"
+
+
+def test_a_sample_without_spread_is_not_a_known_mean(norms):
+    """'none' gave 0.10 in all 3 seeds: Welch's interval would take 0.10 as its exact
+    mean. Each sample's own interval at 97.5% is combined instead; for 'none' that is
+    the interval a [0, 1] metric has when every seed agrees."""
     r = check(norms, {"text": "t", "difference": "final_test_acc", "a": {"model.norm": "batch"},
                       "b": {"model.norm": "none"}, "above": 0.7})
-    ref = stats.welch_interval([0.90, 0.91, 0.92], [0.1, 0.1, 0.1])
-    assert (r.interval.lo, r.interval.hi) == pytest.approx((ref.lo, ref.hi))
-    assert r.outcome == "holds" and r.interval.estimate == pytest.approx(0.81)
+    half_a = stats.t_quantile(1 - 0.0125, 2) * 0.01 / math.sqrt(3)
+    q = 0.0125 ** (1 / 3)
+    b_lo, b_hi = 0.10 * q, 1 - 0.90 * q
+    assert (r.interval.estimate, r.interval.lo, r.interval.hi) == pytest.approx(
+        (0.81, 0.91 - half_a - b_hi, 0.91 + half_a - b_lo))
+    assert r.outcome == "inconclusive"  # 3 equal seeds cannot pin 'none' down
+    r = check(norms, {"text": "t", "mean": "final_test_acc", "where": {"model.norm": "none"},
+                      "below": 0.2})
+    q = 0.025 ** (1 / 3)
+    assert (r.interval.lo, r.interval.hi) == pytest.approx((0.10 * q, 1 - 0.90 * q))
+    assert r.outcome == "inconclusive"
 
 
 @pytest.fixture
@@ -130,12 +155,24 @@ def test_each_fails_when_one_value_fails_and_shows_it(batches):
     assert r.outcome == "holds"
 
 
-def test_selections_match_values_at_the_precision_typed(tmp_path):
-    sdir = fake_sweep(tmp_path, {"init.weight_scale": [0.000630957344480193, 0.01]},
-                      {(0.000630957344480193,): [0.5, 0.6], (0.01,): [0.9, 0.9]})
-    r = check(sdir, {"text": "t", "mean": "final_test_acc",
-                     "where": {"init.weight_scale": 0.000631}, "below": 1})
-    assert r.interval.estimate == pytest.approx(0.55)
+def test_selections_name_one_value_exactly_in_any_spelling(tmp_path):
+    sdir = fake_sweep(tmp_path, {"init.weight_scale": [0.000630957344480193, 0.01, 0.0136]},
+                      {(0.000630957344480193,): [0.5, 0.6], (0.01,): [0.9, 0.8],
+                       (0.0136,): [0.2, 0.3]})
+    for spelled in (0.000630957344480193, "0.000630957344480193", "6.30957344480193e-4"):
+        r = check(sdir, {"text": "t", "mean": "final_test_acc",
+                         "where": {"init.weight_scale": spelled}, "below": 1})
+        assert r.interval.estimate == pytest.approx(0.55)
+    for spelled in (0.01, "1e-2", "1.0E-2"):
+        r = check(sdir, {"text": "t", "mean": "final_test_acc",
+                         "where": {"init.weight_scale": spelled}, "below": 1})
+        assert r.interval.estimate == pytest.approx(0.85)  # 0.01, never 0.0136
+    for rounded in (0.000631, 0.014):
+        with pytest.raises(claims.ClaimError) as exc:
+            check(sdir, {"text": "t", "mean": "final_test_acc",
+                         "where": {"init.weight_scale": rounded}, "below": 1})
+        assert str(exc.value) == (f"check.where.init.weight_scale: {rounded} is not a value of "
+                                  "the sweep (values: 0.000630957344480193, 0.01, 0.0136)")
 
 
 @pytest.mark.parametrize("outcomes,verdict", [
@@ -144,6 +181,8 @@ def test_selections_match_values_at_the_precision_typed(tmp_path):
     (["holds", "does not hold", "inconclusive"], "partly holds"),
     (["holds", "inconclusive"], "inconclusive"),
     (["does not hold", "inconclusive"], "inconclusive"),
+    (["inconclusive"], "inconclusive"),
+    ([], "inconclusive"),  # no checks: nothing holds
 ])
 def test_verdict(outcomes, verdict):
     iv = stats.Interval(0, 0, 0, 3)
@@ -175,34 +214,59 @@ def test_report_section_computes_verdict_and_fills_numbers_from_the_runs(tmp_pat
     assert "**Command.** `bnexp sweep fake.yaml` (6 runs, seeds 0, 1, 2;" in text
     assert ("**Made by** bnexp 0.1.0 (commit aaaaaaaaaa), numpy 2.4.6, openblas 0.3 (Zen "
             "kernel, 1 thread), engine numpy, on Test CPU.") in text
-    assert section.claim.verdict == "holds" and not section.claim.regressions()
+    assert section.claim.verdict == "holds" and not section.claim.changes()
+
+
+PUBLISHED = {**REPORT, "checks": [{**c, "expect": "holds"} for c in REPORT["checks"]],
+             "figures": [{"kind": "grid"}]}
 
 
 def test_report_check_exits_1_when_the_data_contradict_a_published_claim(tmp_path):
     good = fake_sweep(tmp_path / "good", {"model.norm": ["batch", "none"]},
                       {("batch",): [0.90, 0.91, 0.92], ("none",): [0.10, 0.11, 0.12]},
-                      {**REPORT, "figures": [{"kind": "grid"}]})
+                      PUBLISHED)
     res = invoke("report", good, "--check", "--out", tmp_path / "g.md")
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[1] == "fake: holds (2 of 2 checks hold)"
+    assert res.output.splitlines()[1:] == ["fake: holds (2 of 2 checks hold)"]
     bad = fake_sweep(tmp_path / "bad", {"model.norm": ["batch", "none"]},
                      {("batch",): [0.30, 0.31, 0.32], ("none",): [0.10, 0.11, 0.12]},
-                     {**REPORT, "figures": [{"kind": "grid"}]})
+                     PUBLISHED)
     res = invoke("report", bad, "--check", "--out", tmp_path / "b.md")
     assert res.exit_code == 1
     assert "fake: partly holds (1 of 2 checks hold)" in res.output
-    assert "error: fake: no longer holds: BN beats none by 0.5" in res.output
+    assert "error: fake: does not hold where published holds: BN beats none by 0.5" in res.output
     assert "does not hold (published: holds)" in (tmp_path / "b.md").read_text()
 
 
-def test_a_check_published_as_not_holding_is_not_a_regression(tmp_path):
-    section = {**REPORT, "checks": [{**REPORT["checks"][0], "expect": "does not hold"}],
-               "notes": "BN is at {bn}.", "figures": [{"kind": "grid"}]}
+@pytest.mark.parametrize("batch,expect,code", [
+    ([0.30, 0.31, 0.32], "does not hold", 0),  # as published
+    ([0.90, 0.91, 0.92], "does not hold", 1),  # published as not holding, now holds
+    ([0.55, 0.60, 0.75], "holds", 1),  # published as holding, now inconclusive
+    ([0.55, 0.60, 0.75], "inconclusive", 0),
+    ([0.90, 0.91, 0.92], "inconclusive", 1),
+    ([0.90, 0.91, 0.92], None, 0),  # a new check: never published, never a failure
+])
+def test_report_check_fails_on_any_change_of_a_published_outcome(tmp_path, batch, expect, code):
+    first = {k: v for k, v in REPORT["checks"][0].items()}
+    if expect is not None:
+        first["expect"] = expect
+    section = {**REPORT, "checks": [first], "notes": "BN is at {bn}.",
+               "figures": [{"kind": "grid"}]}
     sdir = fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
-                      {("batch",): [0.30, 0.31, 0.32], ("none",): [0.10, 0.11, 0.12]}, section)
+                      {("batch",): batch, ("none",): [0.10, 0.11, 0.12]}, section)
     res = invoke("report", sdir, "--check", "--out", tmp_path / "r.md")
-    assert res.exit_code == 0, res.output
-    assert "fake: does not hold (0 of 1 check holds)" in res.output
+    assert res.exit_code == code, res.output
+    outcome = claims.evaluate_check(table_of(sdir), first, "c").outcome
+    page = (tmp_path / "r.md").read_text()
+    if expect is None:
+        assert f"  {outcome} (new): BN beats none by 0.5" in res.output.splitlines()
+        assert f"| {outcome} (new) |" in page and "published" not in page.split("| check |")[1]
+    elif code:
+        assert (f"error: fake: {outcome} where published {expect}: BN beats none by 0.5"
+                in res.output)
+        assert f"| {outcome} (published: {expect}) |" in page
+    else:
+        assert "error" not in res.output and f"| {outcome} |" in page
 
 
 def test_report_of_an_incomplete_sweep_says_so(tmp_path):
@@ -213,7 +277,9 @@ def test_report_of_an_incomplete_sweep_says_so(tmp_path):
     text = report.write_report([sdir], tmp_path / "r.md")[0].read_text()
     assert ("**Incomplete.** 4 of 6 runs finished (1 running, 1 pending); everything below "
             "covers the finished runs.") in text
-    assert "| none | 0.100 | 0.100 | 1 | 0 | 0 |" in text
+    one = claims.fmt_interval(stats.mean_interval([0.10], bounds=(0.0, 1.0)))
+    assert one == f"0.100 [{claims.fmt(0.1 * 0.025)}, {claims.fmt(1 - 0.9 * 0.025)}]"
+    assert f"| none | {one} | {one} | 1 | 0 | 0 |" in text
 
 
 @pytest.mark.parametrize("section,message", [

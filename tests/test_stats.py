@@ -49,9 +49,40 @@ def test_mean_interval_by_hand():
     assert (iv.estimate, iv.lo, iv.hi, iv.n) == pytest.approx((0.91, 0.91 - half, 0.91 + half, 3))
     one = stats.mean_interval([0.5])
     assert one.estimate == 0.5 and not one.known and one.n == 1
-    flat = stats.mean_interval([0.1, 0.1, 0.1])
-    assert (flat.lo, flat.hi) == (0.1, 0.1)
     assert stats.mean_sd([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, math.sqrt(5 / 3)))
+
+
+def test_seeds_that_agree_do_not_make_a_zero_width_interval():
+    # Unbounded: nothing is known from no spread.
+    flat = stats.mean_interval([0.1, 0.1, 0.1])
+    assert (flat.lo, flat.hi) == (-math.inf, math.inf)
+    # Bounded in [0, 1]: 5 of 5 seeds at 1 is Clopper-Pearson's 5 of 5, [0.478, 1] ...
+    top = stats.mean_interval([1.0] * 5, bounds=(0.0, 1.0))
+    assert (top.lo, top.hi) == pytest.approx((0.4781762, 1.0), abs=1e-7)
+    assert (top.lo, top.hi) == pytest.approx(
+        (stats.proportion_interval([1] * 5).lo, 1.0), rel=1e-12)
+    assert stats.mean_interval([0.0] * 5, bounds=(0.0, 1.0)).hi == pytest.approx(1 - 0.4781762,
+                                                                                abs=1e-7)
+    # ... and at an interior value c: [c q, 1 - (1 - c) q] with q = 0.025^(1/n).
+    q = 0.025 ** (1 / 3)
+    mid = stats.mean_interval([0.1] * 3, bounds=(0.0, 1.0))
+    assert (mid.lo, mid.hi) == pytest.approx((0.1 * q, 1 - 0.9 * q))
+    # Bounded below only (a loss): open above.
+    loss = stats.mean_interval([2.0] * 4, bounds=(0.0, math.inf))
+    assert loss.lo == pytest.approx(2.0 * 0.025 ** 0.25) and loss.hi == math.inf
+
+
+def test_bounded_intervals_stay_in_their_range():
+    acc = [0.999, 0.90, 0.70]
+    free = stats.mean_interval(acc)
+    assert free.hi > 1  # Student's t alone runs past 1
+    cut = stats.mean_interval(acc, bounds=(0.0, 1.0))
+    assert (cut.lo, cut.hi) == (free.lo, 1.0)
+    low = stats.mean_interval([0.001, 0.3, 0.1], bounds=(0.0, 1.0))
+    assert low.lo == 0.0 and low.hi == stats.mean_interval([0.001, 0.3, 0.1]).hi
+    d = stats.welch_interval([0.99, 0.5, 0.98], [0.01, 0.4, 0.02], bounds=(0.0, 1.0))
+    assert -1.0 <= d.lo and d.hi == 1.0 and stats.welch_interval(
+        [0.99, 0.5, 0.98], [0.01, 0.4, 0.02]).hi > 1.0
 
 
 def test_welch_interval_by_hand():
@@ -61,6 +92,65 @@ def test_welch_interval_by_hand():
     half = stats.t_quantile(0.975, df) * math.sqrt(va + vb)
     iv = stats.welch_interval(a, b)
     assert (iv.estimate, iv.lo, iv.hi) == pytest.approx((-3.0, -3.0 - half, -3.0 + half))
-    same = stats.welch_interval([0.1, 0.1], [0.3, 0.3])
-    assert (same.lo, same.hi) == pytest.approx((-0.2, -0.2))
+    # No spread in either sample: each sample's own interval at 97.5%, combined.
+    same = stats.welch_interval([0.1, 0.1], [0.3, 0.3], bounds=(0.0, 1.0))
+    q = 0.0125 ** 0.5
+    assert (same.estimate, same.lo, same.hi) == pytest.approx(
+        (-0.2, 0.1 * q - (1 - 0.7 * q), (1 - 0.9 * q) - 0.3 * q))
+    assert not stats.welch_interval([0.1, 0.1], [0.3, 0.3]).known
     assert not stats.welch_interval([1.0], [1.0, 2.0]).known
+
+
+def test_beta_quantile_against_scipy():
+    sp = pytest.importorskip("scipy.stats")
+    rng = random.Random(1)
+    for _ in range(60):
+        a, b, p = rng.uniform(0.5, 12), rng.uniform(0.5, 12), rng.uniform(0.001, 0.999)
+        assert stats.beta_quantile(p, a, b) == pytest.approx(sp.beta.ppf(p, a, b), abs=1e-11)
+
+
+def test_proportion_intervals_against_scipy():
+    sp = pytest.importorskip("scipy.stats")
+    for n in range(1, 13):
+        for k in range(n + 1):
+            values = [1] * k + [0] * (n - k)
+            iv = stats.proportion_interval(values)
+            ref = sp.binomtest(k, n).proportion_ci(0.95, method="exact")
+            assert (iv.estimate, iv.lo, iv.hi, iv.n) == pytest.approx(
+                (k / n, ref.low, ref.high, n), abs=1e-10)
+            w = sp.binomtest(k, n).proportion_ci(0.95, method="wilson")
+            assert stats.wilson(k, n) == pytest.approx((w.low, w.high), abs=1e-10)
+
+
+def test_proportion_interval_known_answers():
+    five = stats.proportion_interval([1, 1, 1, 1, 1])  # the 5 of 5: [0.478, 1]
+    assert (five.estimate, five.lo, five.hi) == pytest.approx((1.0, 0.4781762, 1.0), abs=1e-7)
+    none = stats.proportion_interval([0, 0, 0, 0, 0])
+    assert (none.lo, none.hi) == pytest.approx((0.0, 0.5218238), abs=1e-7)
+    one = stats.proportion_interval([1, 0, 0, 0, 0])
+    assert (one.lo, one.hi) == pytest.approx((0.0050508, 0.7164179), abs=1e-7)
+
+
+@pytest.mark.parametrize("k1,n1,k2,n2,lo,hi", [
+    # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10.
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (0, 10, 0, 20, -0.1611, 0.2775),
+    (10, 10, 0, 20, 0.6791, 1.0),
+])
+def test_difference_of_proportions_is_newcombes(k1, n1, k2, n2, lo, hi):
+    iv = stats.proportion_difference([1] * k1 + [0] * (n1 - k1), [1] * k2 + [0] * (n2 - k2))
+    assert iv.estimate == pytest.approx(k1 / n1 - k2 / n2)
+    assert (iv.lo, iv.hi) == pytest.approx((lo, hi), abs=6e-5)
+
+
+def test_difference_of_proportions_from_scipys_wilson_intervals():
+    sp = pytest.importorskip("scipy.stats")
+    for k1, n1, k2, n2 in [(6, 7, 2, 7), (5, 56, 0, 29), (5, 5, 0, 5), (3, 5, 2, 5), (0, 3, 3, 3)]:
+        w1 = sp.binomtest(k1, n1).proportion_ci(0.95, method="wilson")
+        w2 = sp.binomtest(k2, n2).proportion_ci(0.95, method="wilson")
+        p1, p2 = k1 / n1, k2 / n2
+        lo = p1 - p2 - math.sqrt((p1 - w1.low) ** 2 + (w2.high - p2) ** 2)
+        hi = p1 - p2 + math.sqrt((w1.high - p1) ** 2 + (p2 - w2.low) ** 2)
+        iv = stats.proportion_difference([1] * k1 + [0] * (n1 - k1), [1] * k2 + [0] * (n2 - k2))
+        assert (iv.lo, iv.hi) == pytest.approx((max(lo, -1), min(hi, 1)), abs=1e-10)

@@ -43,7 +43,7 @@ def test_generators_and_expansion():
     assert dict(sw.axes)["train.epochs"] == [1, 2, 3]
     assert len(sw.points) == 5 * 2 * 3 * 3 * 2
     first = sw.points[0]
-    assert first.run_id == "weight_scale=1,norm=none,lr=0.1,epochs=1,seed=0"
+    assert first.run_id == "weight_scale=1.0,norm=none,lr=0.1,epochs=1,seed=0"
     assert first.config.name == first.run_id and first.config.init.weight_scale == 1.0
     assert len({p.run_id for p in sw.points}) == len(sw.points)
 
@@ -51,8 +51,8 @@ def test_generators_and_expansion():
 def test_grid_option_and_seeds_option_override_the_file():
     sw = sweep_mod.build({**BASE, "sweep": {"grid": {"model.norm": ["none"]}, "seeds": [0]}},
                          ["model.norm=batch,layer", "init.weight_scale=logspace:0,-1,2"], [3, 4])
-    assert [p.run_id for p in sw.points][:2] == ["norm=batch,weight_scale=1,seed=3",
-                                                 "norm=batch,weight_scale=1,seed=4"]
+    assert [p.run_id for p in sw.points][:2] == ["norm=batch,weight_scale=1.0,seed=3",
+                                                 "norm=batch,weight_scale=1.0,seed=4"]
     assert len(sw.points) == 2 * 2 * 2
 
 
@@ -277,11 +277,13 @@ def test_sigterm_cancels_and_the_next_run_resumes(tmp_path):
         statuses.append(info["status"])
         if info["status"] == "completed":
             assert len(read(d / "metrics.csv")) == 7
-    assert "completed" in statuses and set(statuses) <= {"completed", "running"}
+    # Runs cut by the stop say so (never "running": nothing runs them any more).
+    assert "completed" in statuses and set(statuses) <= {"completed", "interrupted"}
     assert not list(sdir.rglob(".*.tmp"))
     # The stopped sweep can be looked at: its summary is current, plot and report say so.
     summary = {r["status"] for r in read(sdir / "summary.csv")}
-    assert "completed" in summary and summary <= {"completed", "running", "pending"}
+    assert "completed" in summary and summary <= {"completed", "interrupted", "pending"}
+    assert summary - {"pending"} == set(statuses)
     res = invoke("plot", sdir, "--kind", "final", "--x", "train.lr", "--out", tmp_path / "p.png")
     assert res.exit_code == 0, res.output
     res = invoke("report", sdir, "--out", tmp_path / "r.md")
@@ -336,12 +338,12 @@ def test_aggregate_rows_mean_sample_sd_interval_and_counts():
     from bnexp.stats import t_quantile
     from bnexp.sweep.summary import aggregate_rows
 
-    def row(norm, status, acc):
+    def row(norm, status, acc, loss=1.0):
         return {"model.norm": norm, "status": status, "final_train_acc": acc,
-                "final_test_acc": acc, "best_test_acc": acc, "final_train_loss": 1.0,
-                "final_test_loss": 1.0, "epochs": 2, "seconds": 1.0}
+                "final_test_acc": acc, "best_test_acc": acc, "final_train_loss": loss,
+                "final_test_loss": loss, "epochs": 2, "seconds": 1.0}
 
-    rows = [row("batch", "completed", 0.5), row("batch", "diverged", 0.7),
+    rows = [row("batch", "completed", 0.5), row("batch", "diverged", 0.7, 231822.0),
             row("batch", "completed", 0.9), row("batch", "failed", ""),
             row("none", "pending", ""), row("none", "completed", 0.2)]
     batch, none = aggregate_rows(["model.norm"], rows)
@@ -349,10 +351,21 @@ def test_aggregate_rows_mean_sample_sd_interval_and_counts():
     assert batch["final_test_acc_mean"] == pytest.approx(0.7)
     assert batch["final_test_acc_std"] == pytest.approx(0.2)  # ddof=1: sqrt(0.08 / 2)
     half = t_quantile(0.975, 2) * 0.2 / 3 ** 0.5
+    # An accuracy's interval stays within [0, 1] (Student's t alone reaches 1.197).
+    assert 0.7 + half > 1
     assert (batch["final_test_acc_ci_lo"], batch["final_test_acc_ci_hi"]) == pytest.approx(
-        (0.7 - half, 0.7 + half))
+        (0.7 - half, 1.0))
+    assert batch["final_test_acc_n"] == 3
+    # A loss is averaged over the runs that did not diverge, with their number.
+    assert (batch["final_test_loss_mean"], batch["final_test_loss_n"]) == (1.0, 2)
+    assert batch["final_test_loss_ci_lo"] > 0  # its interval: no seeds' spread, bounded below
+    # Counts stay non-negative: epochs' interval never starts below 0.
+    assert batch["epochs_ci_lo"] >= 0
     assert (none["n"], none["n_diverged"], none["n_failed"]) == (1, 0, 0)
-    assert none["final_test_acc_std"] == 0.0 and none["final_test_acc_ci_lo"] == -float("inf")
+    # One value: the interval a bounded metric has for n = 1 (stats.mean_interval).
+    assert none["final_test_acc_std"] == 0.0
+    assert (none["final_test_acc_ci_lo"], none["final_test_acc_ci_hi"]) == pytest.approx(
+        (0.2 * 0.025, 1 - 0.8 * 0.025))
 
 
 def test_aggregate_csv_counts_diverged_and_failed_runs(tmp_path, failing_seed):

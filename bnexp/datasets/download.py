@@ -20,7 +20,16 @@ import urllib.request
 from pathlib import Path
 
 from .idx import locate, search_dirs
-from .sources import CHUNK, FILES, MD5, MIRRORS, SHA256_RAW, DataError, cache_dir, file_md5
+from .sources import (
+    CHUNK,
+    FILES,
+    MD5,
+    MIRRORS,
+    SHA256_RAW,
+    DataError,
+    cache_dir,
+    file_md5,
+)
 
 __all__ = ["MD5", "MIRRORS", "SHA256_RAW", "cache_dir", "download", "file_md5", "find_files"]
 

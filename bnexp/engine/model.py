@@ -19,7 +19,7 @@ from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .kernels import load as load_kernels
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
-from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Renorm, WeightNorm
 
 # Samples per evaluation chunk: fixed, so results do not depend on threads.
 EVAL_CHUNK = 2048
@@ -276,7 +276,7 @@ class NormSettings:
     convention: str = "pytorch"
     ghost_batch: int | None = None  # batch norm only: statistics per group of this many samples
     noise: float = 0.0  # > 0: Santurkar et al.'s noise after every norm layer (NoisyShift)
-    renorm: tuple[float, float, int] | None = None  # batch renorm's (rmax, dmax, warm-up)
+    renorm: Renorm | None = None  # batch norm only: batch renormalization's settings
 
     def make(self, channels: int, dtype) -> Layer:
         if self.kind == "batch":

@@ -19,13 +19,14 @@ of the spatial sizes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..choices import CONVENTIONS
+from ..choices import CONVENTIONS, RENORM_RUNNING
 from .layers import Layer
 
-__all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "WeightNorm"]
+__all__ = ["BatchNorm", "Renorm", "LayerNorm", "GroupNorm", "InstanceNorm", "WeightNorm"]
 
 
 def _affine_params(layer: Layer, D: int, affine: bool, dtype) -> None:
@@ -76,6 +77,39 @@ class _RunningStats:
 
 
 # --- batch norm ------------------------------------------------------------------
+
+
+
+@dataclass(frozen=True)
+class Renorm:
+    """Batch renormalization's settings (Ioffe 2017). The first ``bn_steps``
+    training steps are plain batch norm (r = 1, d = 0); over the next
+    ``warmup`` steps the bounds open linearly to r in [1/rmax, rmax] and
+    |d| <= dmax (at once where ``warmup`` is 0). ``running``: what the running
+    statistics average, ``"sigma"`` (Algorithm 1: the batch's sqrt(var + eps))
+    or ``"variance"`` (the batch variance, as plain batch norm's running_var)."""
+
+    rmax: float = 3.0
+    dmax: float = 5.0
+    warmup: int = 0
+    bn_steps: int = 100
+    running: str = "sigma"
+
+    def __post_init__(self) -> None:
+        if not (self.rmax >= 1 and self.dmax >= 0 and self.warmup >= 0 and self.bn_steps >= 0):
+            raise ValueError(f"Renorm: rmax={self.rmax}, dmax={self.dmax}, warmup={self.warmup}, "
+                             f"bn_steps={self.bn_steps}: needs rmax >= 1 and the others >= 0")
+        if self.running not in RENORM_RUNNING:
+            raise ValueError(f"Renorm: running={self.running!r} must be one of "
+                             f"{', '.join(RENORM_RUNNING)}")
+
+    def bounds(self, step: int) -> tuple[float, float]:
+        """(rmax, dmax) at training step ``step``, counted from 0."""
+        if step < self.bn_steps:
+            return 1.0, 0.0
+        ramp = min(1.0, (step - self.bn_steps) / self.warmup) if self.warmup else 1.0
+        return 1.0 + (self.rmax - 1.0) * ramp, self.dmax * ramp
+
 
 class _BNWork:
     """BatchNorm's work arrays for one batch size and dtype, made once and
@@ -157,6 +191,11 @@ class BatchNorm(_RunningStats, Layer):
     groups of g consecutive samples, each normalized by its own statistics;
     the running statistics move toward the average over the groups of their
     means and (unbiased) variances, as averaging the K devices' buffers would.
+
+    ``renorm=Renorm(...)``: batch renormalization in train mode (see
+    ``_forward_renorm``). Its running sigma is kept as ``running_var = sigma**2
+    - eps``, so that eval mode, BN folding and model files, which all divide
+    by sqrt(running_var + eps), divide by sigma itself (``running_std``).
     """
 
     def __init__(
@@ -169,7 +208,7 @@ class BatchNorm(_RunningStats, Layer):
         *,
         convention: str = "pytorch",
         ghost_batch: int | None = None,
-        renorm: tuple[float, float, int] | None = None,
+        renorm: Renorm | None = None,
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
@@ -180,10 +219,9 @@ class BatchNorm(_RunningStats, Layer):
         _check_momentum("BatchNorm", momentum)
         if ghost_batch is not None and not ghost_batch >= 1:
             raise ValueError(f"BatchNorm: ghost_batch={ghost_batch} must be >= 1 or None")
-        if renorm is not None and not (renorm[0] >= 1 and renorm[1] >= 0 and renorm[2] >= 0
-                                       and track_running_stats):
-            raise ValueError(f"BatchNorm: renorm={renorm} needs rmax >= 1, dmax >= 0, "
-                             "warm-up >= 0 and running statistics")
+        if renorm is not None and not (isinstance(renorm, Renorm) and track_running_stats):
+            raise ValueError(f"BatchNorm: renorm={renorm!r} needs a Renorm and "
+                             "track_running_stats=True (it corrects toward the running statistics)")
         self.convention, self.ghost_batch, self.renorm = convention, ghost_batch, renorm
         self.D, self.momentum, self.eps = D, momentum, eps
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -195,6 +233,12 @@ class BatchNorm(_RunningStats, Layer):
     @staticmethod
     def reduce_axes(ndim: int) -> tuple[int, ...]:
         return (0, *range(2, ndim))
+
+    @property
+    def running_std(self) -> np.ndarray:
+        """sqrt(running_var + eps) per channel, float64 (C,): what eval mode
+        divides by; batch renorm's running sigma."""
+        return np.sqrt(self._running[1].astype(np.float64) + self.eps)
 
     def _make_work(self, x: np.ndarray) -> _BNWork | _BNWorkND:
         if x.ndim == 2:
@@ -409,15 +453,15 @@ class BatchNorm(_RunningStats, Layer):
         return y.reshape(x.shape).astype(x.dtype, copy=False)
 
     def _forward_renorm(self, x: np.ndarray) -> np.ndarray:
-        """Batch renormalization (Ioffe 2017), train mode: y = gamma * (xhat * r
-        + d) + beta with the batch's xhat, r = clip(std_B / std, 1/rmax, rmax) and
-        d = clip((mean_B - mean) / std, -dmax, dmax) from the running mean and
-        std, both held constant in the backward pass. rmax and dmax grow
-        linearly from 1 and 0 over the first ``warm-up`` steps (BN until then)."""
-        rmax_end, dmax_end, warmup = self.renorm
-        t = int(self.buffers["num_batches_tracked"])
-        ramp = min(1.0, t / warmup) if warmup else 1.0
-        rmax, dmax = 1.0 + (rmax_end - 1.0) * ramp, dmax_end * ramp
+        """Batch renormalization (Ioffe 2017, Algorithm 1), train mode: y = gamma *
+        (xhat * r + d) + beta with the batch's xhat, r = clip(sigma_B / sigma,
+        1/rmax, rmax) and d = clip((mu_B - mu) / sigma, -dmax, dmax), sigma_B =
+        sqrt(biased var + eps), from the running mu and sigma before this step; r
+        and d are constants in the backward pass. The bounds follow
+        ``Renorm.bounds`` (plain BN for the first bn_steps steps, r = 1, d = 0).
+        Running: mu += f (mu_B - mu) and sigma += f (sigma_B - sigma), f the
+        momentum; with running "variance" the variance moves as in plain BN."""
+        rmax, dmax = self.renorm.bounds(int(self.buffers["num_batches_tracked"]))
         N, C = x.shape[:2]
         x3 = x.reshape(N, C, -1)
         M = x3.shape[0] * x3.shape[2]
@@ -425,7 +469,7 @@ class BatchNorm(_RunningStats, Layer):
         xc = x3 - mean[:, None]
         var = (xc * xc).mean(axis=(0, 2))
         std_b = np.sqrt(var + self.eps)
-        run_std = np.sqrt(self._running[1].astype(np.float64) + self.eps)
+        run_std = self.running_std
         r = np.clip(std_b / run_std, 1.0 / rmax, rmax)
         d = np.clip((mean - self._running[0]) / run_std, -dmax, dmax)
         xhat = xc / std_b[:, None]
@@ -433,9 +477,24 @@ class BatchNorm(_RunningStats, Layer):
         y = z
         if self.affine:
             y = z * self.params["gamma"][:, None] + self.params["beta"][:, None]
-        self._move_running(mean, var, M)
+        if self.renorm.running == "sigma":
+            self._move_running_sigma(mean, std_b, run_std)
+        else:
+            self._move_running(mean, var, M)
         self._w = ("renorm", xhat, 1.0 / std_b, r, z, x.shape)
         return y.reshape(x.shape).astype(x.dtype, copy=False)
+
+    def _move_running_sigma(self, mean: np.ndarray, std_b: np.ndarray,
+                            run_std: np.ndarray) -> None:
+        """Batch renorm's running update of mu and sigma, in float64; sigma is
+        stored as running_var = sigma**2 - eps (never below 0: rounding)."""
+        count = self._count()
+        f = 1.0 / count if self.momentum is None else self.momentum
+        mu = self._running[0].astype(np.float64)
+        mu += f * (mean - mu)
+        sigma = run_std + f * (std_b - run_std)
+        self._running[0] = mu
+        self._running[1] = np.maximum(sigma * sigma - self.eps, 0.0)
 
     def _backward_renorm(self, dy: np.ndarray) -> np.ndarray:
         _, xhat, inv_std, r, z, shape = self._w

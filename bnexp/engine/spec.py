@@ -9,12 +9,14 @@ eval-mode BatchNorm is merged into the Linear or Conv2d right before it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .model import Network
-from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Renorm, WeightNorm
 
 FORMAT = 1
 _SIMPLE = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Identity": Identity,
@@ -40,7 +42,7 @@ def describe_layer(layer: Layer) -> dict:
         return {"type": kind, "channels": layer.D, "momentum": layer.momentum, "eps": layer.eps,
                 "affine": layer.affine, "track_running_stats": layer.track_running_stats,
                 "convention": layer.convention, "ghost_batch": layer.ghost_batch,
-                "renorm": list(layer.renorm) if layer.renorm else None}
+                "renorm": dataclasses.asdict(layer.renorm) if layer.renorm else None}
     if isinstance(layer, InstanceNorm):
         return {"type": kind, "channels": layer.D, "eps": layer.eps, "momentum": layer.momentum,
                 "affine": layer.affine, "track_running_stats": layer.track_running_stats}
@@ -60,6 +62,18 @@ def describe_layer(layer: Layer) -> dict:
     raise ValueError(f"no description for layer {layer!r}")
 
 
+def _renorm(d: dict | list | None) -> Renorm | None:
+    """A model file's batch renorm settings. Files from before the plain-BN
+    phase and the running sigma hold [rmax, dmax, warm-up]: their layers
+    averaged the variance and ramped from step 0."""
+    if not d:
+        return None
+    if isinstance(d, list):
+        rmax, dmax, warmup = d
+        return Renorm(rmax, dmax, warmup, bn_steps=0, running="variance")
+    return Renorm(**d)
+
+
 def build_layer(d: dict, dtype) -> Layer:
     kind = d["type"]
     if kind in _SIMPLE:
@@ -74,7 +88,7 @@ def build_layer(d: dict, dtype) -> Layer:
         return BatchNorm(d["channels"], d["momentum"], d["eps"], d["affine"],
                          d["track_running_stats"], convention=d["convention"],
                          ghost_batch=d.get("ghost_batch"),
-                         renorm=tuple(d["renorm"]) if d.get("renorm") else None, dtype=dtype)
+                         renorm=_renorm(d.get("renorm")), dtype=dtype)
     if kind == "InstanceNorm":
         return InstanceNorm(d["channels"], d["eps"], d["momentum"], d["affine"],
                             d["track_running_stats"], dtype=dtype)

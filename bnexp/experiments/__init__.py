@@ -1,10 +1,10 @@
-"""The ready experiments, installed with bnexp as YAML files: ``bnexp list``
+"""The ready experiments, the YAML files of the repository's ``configs/``,
+installed with bnexp (as ``bnexp/configs/``): ``bnexp list``
 shows them, ``bnexp init NAME`` copies one out to edit, and ``bnexp sweep
 NAME`` / ``bnexp train NAME`` run one by name."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 
@@ -13,7 +13,12 @@ class NotFound(Exception):
 
 
 def folder() -> Path:
-    return Path(str(resources.files(__package__)))
+    """Where the shipped experiments are: ``bnexp/configs/`` in an installed
+    package, the repository's top-level ``configs/`` in a clone."""
+    installed = Path(__file__).resolve().parent.parent / "configs"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def names() -> list[str]:

@@ -235,8 +235,10 @@ def train_guard(run_dir: Path, cfg):
             raise SweepError(f"{run_dir} is run {point.run_id} of the sweep {parent}, whose "
                              f"config differs ({', '.join(diffs[:3])}); train a variant into "
                              "another folder (--out)")
-        yield
-        Summary(sweep, parent).write()
+        try:
+            yield
+        finally:  # a finished, failed or interrupted run alike
+            Summary(sweep, parent).write()
 
 
 def _raise_interrupt(signum, frame):
@@ -303,6 +305,12 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
     except BaseException:
         for fut in in_flight:
             fut.cancel()
+        # Cut runs say so, in run.json and in summary.csv, and rerun next time.
+        with store.signals_deferred():
+            for p in in_flight.values():
+                info = runner.mark_interrupted(sweep_dir / p.run_id)
+                if info is not None:
+                    summary.update(p, info)
         raise
 
 

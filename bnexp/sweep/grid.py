@@ -4,6 +4,7 @@ vary together) times seeds, expanded into validated points with stable run ids.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -281,8 +282,40 @@ def _axes(section: Mapping, where: str, errors: list[str]) -> list[tuple[str, li
         if len(values) > MAX_POINTS:
             errors.append(f"sweep.{where}.{key}: {len(values):,} values; at most {MAX_POINTS:,}")
             continue
+        typed = [_typed(key, v) for v in values]
+        repeats = _repeats(values, typed)
+        if repeats:
+            errors.append(f"sweep.{where}.{key}: {repeats}; give each value once")
+            continue
+        values = typed
         axes.append((key, values))
     return axes
+
+
+def _typed(key: str, value: Any) -> Any:
+    """A grid value in the form the config holds it, so that every spelling of
+    one value is one value: ``1e-3`` (text to YAML 1.1) and 0.001 are the float
+    0.001, and 1 is 1.0 where the key takes a number. A value the key refuses is
+    kept as typed, for the config's own error."""
+    section, _, name = key.rpartition(".")
+    cls = cfgmod.SECTIONS.get(section) if section else cfgmod.Config
+    fld = {f.name: f for f in dataclasses.fields(cls)}.get(name) if cls else None
+    if fld is None or "check" not in fld.metadata:
+        return V.canonical(value)
+    typed, problem = fld.metadata["check"](value)
+    return V.canonical(value) if problem else V.canonical(cfgmod.to_plain(typed))
+
+
+def _repeats(raw: list, typed: list) -> str | None:
+    """``1e-3 and 0.001 are one value (0.001)`` for the first repeat, else None."""
+    first: dict[tuple, int] = {}
+    for i, v in enumerate(typed):
+        j = first.setdefault(V.identity(v), i)
+        if j != i:
+            a, b = (x if isinstance(x, str) else show(x) for x in (raw[j], raw[i]))
+            return (f"{a} is given twice" if a == b else
+                    f"{a} and {b} are one value ({V.label(v)})")
+    return None
 
 
 def load(path: str | Path, grid_options=(), seeds=None, overrides=()) -> Sweep:

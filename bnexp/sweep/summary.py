@@ -11,11 +11,12 @@ from pathlib import Path
 
 from .. import values as V
 from ..choices import SUMMARY_METRICS
+from ..metrics import kind as metric_kind
 from ..stats import mean_interval, mean_sd
 from ..store import FINISHED, RunRecord, atomic_write, csv_line, final_values, read_json
 from .grid import Point, Sweep
 
-STATS = ("mean", "std", "ci_lo", "ci_hi")  # ci: the 95% interval of the mean
+STATS = ("mean", "std", "ci_lo", "ci_hi", "n")  # ci: the 95% interval of the mean
 
 
 def summary_row(p: Point | RunRecord, info: dict) -> dict:
@@ -29,8 +30,9 @@ def summary_row(p: Point | RunRecord, info: dict) -> dict:
 def aggregate_rows(keys: list[str], rows: list[dict]) -> list[dict]:
     """Per grid point (first appearance order): n finished runs, how many
     diverged and failed, and for each metric the mean, sample sd (ddof=1) and
-    95% interval of the mean over the finished runs (unbounded, written as
-    -inf/inf, with fewer than 2)."""
+    95% interval of the mean (``stats.mean_interval`` within the metric's
+    range; -inf/inf where there is none) over the finished runs that have it,
+    and their number (``METRIC_n``: losses leave diverged runs out)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(str(row[k]) for k in keys), []).append(row)
@@ -41,12 +43,16 @@ def aggregate_rows(keys: list[str], rows: list[dict]) -> list[dict]:
         agg.update(n=len(ok), n_diverged=sum(r["status"] == "diverged" for r in ok),
                    n_failed=sum(r["status"] == "failed" for r in members))
         for metric in SUMMARY_METRICS:
-            vals = [float(r[metric]) for r in ok if r[metric] != ""]
-            iv = mean_interval(vals)
+            mk = metric_kind(metric)
+            vals = [float(r[metric]) for r in ok if r[metric] != ""
+                    and (mk.with_diverged or r["status"] != "diverged")]
+            vals = [v for v in vals if math.isfinite(v)]
+            iv = mean_interval(vals, bounds=mk.bounds)
             sd = mean_sd(vals)[1]
             agg.update({f"{metric}_mean": iv.estimate, f"{metric}_std": sd,
                         f"{metric}_ci_lo": iv.lo if vals else math.nan,
-                        f"{metric}_ci_hi": iv.hi if vals else math.nan})
+                        f"{metric}_ci_hi": iv.hi if vals else math.nan,
+                        f"{metric}_n": len(vals)})
         out.append(agg)
     return out
 
