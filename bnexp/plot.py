@@ -585,7 +585,8 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     fig, kind = _figure(path, kind, **options)
     if out:
         return save_figure(fig, Path(out), fmt)
-    target = path / default_name(kind, fmt, **options)
+    filters = _canonical_filters(path, options.pop("filters", None) or [])
+    target = path / default_name(kind, fmt, filters, **options)
     if force or target.name != f"{kind}.{fmt}" or not target.is_file():
         return save_figure(fig, target, fmt)
     data = figure_bytes(fig, fmt)
@@ -597,6 +598,20 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         raise PlotError(f"{target} is the folder's own figure and would change; pass "
                         "--force to redraw it, or --out FILE to draw elsewhere")
     return target
+
+
+def _canonical_filters(path: Path, filters: list[str]) -> list[str]:
+    """``--filter`` choices with each value in its one spelling (``lr=1e-3`` ->
+    ``lr=0.001``), as the sweep's grid holds it."""
+    if not filters:
+        return []
+    axes = dict(open_sweep(path).axes)
+    out = []
+    for text in filters:
+        key, _, value = text.partition("=")
+        hits = V.match(axes.get(key, []), value)
+        out.append(f"{key}={V.label(hits[0]) if hits else value}")
+    return out
 
 
 OPTION_DEFAULTS = {"panels": None, "lines": None, "x": None, "y": None, "metric": None,
@@ -614,7 +629,7 @@ def default_name(kind: str, fmt: str, filters: list[str] = (), **options) -> str
             parts.append(f"{key}={_short(str(value))}")
     for text in filters:
         key, _, value = text.partition("=")
-        parts.append(f"{_short(key)}={V.label(V.from_text(value))}")
+        parts.append(f"{_short(key)}={value}")
     stem = "_".join(parts).replace("/", "_").replace("\\", "_").replace("\0", "_")
     if stem.startswith("."):
         stem = "_" + stem[1:]

@@ -49,6 +49,17 @@ def resumable(run_dir: Path | None, cfg: Config):
     return ckpt if config_text == dump(cfg) else None
 
 
+def _cut_short(run_dir: Path, cfg: Config) -> bool:
+    """The folder holds this very config's run, stopped (interrupted) before a
+    checkpoint it could resume from: the same command starts it over."""
+    if store.run_status(run_dir) != "interrupted":
+        return False
+    try:
+        return (Path(run_dir) / store.CONFIG_FILE).read_text(encoding="utf-8") == dump(cfg)
+    except OSError:
+        return False
+
+
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
             command: list[str] | None = None, argv: list[str] | None = None,
             threads: int = 1, run_dir: Path | None = None, resume=None) -> dict:
@@ -159,7 +170,7 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
     check(cfg)  # the data and its sizes, before anything is written
     resume = None if force else resumable(run_dir, cfg)  # --force starts over
     if resume is None:
-        store.prepare_run_dir(run_dir, force)
+        store.prepare_run_dir(run_dir, force or _cut_short(run_dir, cfg))
     command = reproduce_command(cfg, run_dir)
     mark(run_dir, cfg, "running", command, argv)
 

@@ -358,3 +358,29 @@ def test_the_verdict_line_agrees_in_number_with_its_checks():
     one = _verdict_lines(ClaimResult([check], {}, "holds", None))[0]
     two = _verdict_lines(ClaimResult([check, check], {}, "holds", None))[0]
     assert "(1 of 1 check holds;" in one and "(2 of 2 checks hold;" in two
+
+
+def test_a_0_1_outcome_gets_an_exact_binomial_interval(tmp_path):
+    """'diverged' in 5 of 5 seeds is not certain: Clopper-Pearson's [0.478, 1]; two
+    such rates are compared by Newcombe's interval, not by Welch's of zero width."""
+    status = {("none", s): "diverged" for s in range(5)}
+    status[("batch", 0)] = "diverged"
+    sdir = fake_sweep(tmp_path, {"model.norm": ["batch", "none"]},
+                      {("batch",): [0.9] * 5, ("none",): [0.1] * 5}, status=status)
+    r = check(sdir, {"text": "t", "mean": "diverged", "where": {"model.norm": "none"},
+                     "above": 0.5})
+    assert (r.interval.estimate, r.interval.lo, r.interval.hi) == pytest.approx(
+        (1.0, 0.4781762, 1.0), abs=1e-7)
+    assert r.outcome == "inconclusive"  # 5 seeds cannot show a rate above 0.5
+    assert check(sdir, {"text": "t", "mean": "diverged", "where": {"model.norm": "none"},
+                        "above": 0.4}).outcome == "holds"
+    d = check(sdir, {"text": "t", "difference": "diverged", "a": {"model.norm": "none"},
+                     "b": {"model.norm": "batch"}, "above": 0})
+    ref = stats.proportion_difference([1] * 5, [1, 0, 0, 0, 0])
+    assert (d.interval.estimate, d.interval.lo, d.interval.hi) == pytest.approx(
+        (0.8, ref.lo, ref.hi))
+    assert 0 < d.interval.lo < 0.8 < d.interval.hi <= 1
+    assert claims.fmt_interval(r.interval) == "1 [0.478, 1]"
+    one = check(sdir, {"text": "t", "mean": "diverged", "where": {"model.norm": "batch"},
+                       "below": 0.8})
+    assert (one.interval.lo, one.interval.hi) == pytest.approx((0.0050508, 0.7164179), abs=1e-7)

@@ -278,7 +278,10 @@ def test_sigterm_cancels_and_the_next_run_resumes(tmp_path):
         if info["status"] == "completed":
             assert len(read(d / "metrics.csv")) == 7
     # Runs cut by the stop say so (never "running": nothing runs them any more).
-    assert "completed" in statuses and set(statuses) <= {"completed", "interrupted"}
+    # (-j 1: the next run is handed out before the finished one's run.json is written,
+    # so one run was in flight when the signal came.)
+    assert "completed" in statuses and "interrupted" in statuses
+    assert set(statuses) <= {"completed", "interrupted"}
     assert not list(sdir.rglob(".*.tmp"))
     # The stopped sweep can be looked at: its summary is current, plot and report say so.
     summary = {r["status"] for r in read(sdir / "summary.csv")}
