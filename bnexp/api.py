@@ -111,11 +111,11 @@ def run(config: str | Path | Mapping | Config, *, out: str | Path | None = None,
 def load_run(path: str | Path) -> Run:
     """A run folder as ``bnexp train`` wrote it."""
     path = Path(path)
-    info = store.read_json(path / "run.json")
-    if info is None or not (path / "config.yaml").is_file():
+    info = store.read_json(path / store.RUN_FILE)
+    if info is None or not (path / store.CONFIG_FILE).is_file():
         raise store.StoreError(f"{path}: not a run folder (run.json and config.yaml)")
     try:
-        cfg = load(path / "config.yaml")
+        cfg = load(path / store.CONFIG_FILE)
     except ConfigError as exc:
         raise store.StoreError(f"{path}/config.yaml: {exc}") from None
     tables = {}

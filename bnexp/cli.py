@@ -760,9 +760,9 @@ def _count(n: int, noun: str) -> str:
 
 
 def _read_info(run_dir: Path) -> dict:
-    from .store import read_json
+    from .store import RUN_FILE, read_json
 
-    return read_json(run_dir / "run.json") or {}
+    return read_json(run_dir / RUN_FILE) or {}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,7 +39,7 @@ class Evaluation:
 
 
 def run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / store.CONFIG_FILE
     if not path.is_file():
         raise DeployError(f"{run_dir}: no config.yaml; expected a run folder")
     try:
@@ -84,7 +84,7 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, root: str | No
     if data.dim != int(np.prod(net.input_shape or net.layers[0].params["W"].shape[:1])):
         raise DeployError(f"--data {dataset}: samples of {data.dim} values do not fit this model")
     recorded = None
-    if dataset is None and (run_dir / "metrics.csv").is_file():
+    if dataset is None and (run_dir / store.METRICS_FILE).is_file():
         recorded = store.read_metrics(run_dir)[-1]
     out = []
     with one_blas_thread():

@@ -24,9 +24,8 @@ from . import store
 from .engine import Network
 from .engine.spec import describe, rebuild
 
-MODEL_FILE = "model.npz"
-FOLDED_FILE = "model_folded.npz"
-CHECKPOINT_FILE = "checkpoint.npz"
+MODEL_FILE, FOLDED_FILE, CHECKPOINT_FILE = (store.MODEL_FILE, store.FOLDED_FILE,
+                                            store.CHECKPOINT_FILE)  # named in store
 
 
 class ModelFileError(store.StoreError):

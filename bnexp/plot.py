@@ -17,6 +17,10 @@ from . import values as V
 from .choices import METRIC_LABELS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
 from .store import (
     DIAGNOSTIC_COLUMNS,
+    DIAGNOSTICS_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    SWEEP_FILE,
     RunRecord,
     StoreError,
     atomic_write,
@@ -523,7 +527,7 @@ def activations_figure(runs: list[tuple[str, Path]], layer: int | None, fig=None
         raise PlotError("no runs to plot")
     tables = []
     for label, path in runs:
-        f = path / "diagnostics.csv"
+        f = path / DIAGNOSTICS_FILE
         if not f.is_file():
             raise PlotError(f"{path}: no diagnostics.csv (set eval.diagnostics_every > 0)")
         try:
@@ -667,11 +671,11 @@ def _figure(path: Path, kind: str | None, *, ax=None, fig=None, panels: str | No
         raise PlotError(f"--band: got {band!r}, expected {' or '.join(BANDS)}")
     if kind is not None and kind not in PLOT_KINDS:
         raise PlotError(f"--kind: got {kind!r}, expected one of {', '.join(PLOT_KINDS)}")
-    if (path / "metrics.csv").is_file() and not (path / "sweep.yaml").is_file():
+    if (path / METRICS_FILE).is_file() and not (path / SWEEP_FILE).is_file():
         return _run_figure(path, kind or "curves", layer, ax, fig), kind or "curves"
     if not path.is_dir():
         raise PlotError(f"{path}: no such folder")
-    if not (path / "sweep.yaml").is_file():
+    if not (path / SWEEP_FILE).is_file():
         raise PlotError(f"{path}: neither a run folder (metrics.csv) nor a sweep folder "
                         "(sweep.yaml)")
     data = load_sweep(path, list(filters))
@@ -778,11 +782,11 @@ def landscape_figure(data: SweepData, lines: str | None, ax=None, fig=None):
         lo: dict[int, list[float]] = {}
         hi: dict[int, list[float]] = {}
         for r in runs:
-            path = r.path / "landscape.csv"
-            if not path.is_file():
+            rows = r.table("landscape")
+            if rows is None:
                 continue
             by_step: dict[int, list[float]] = {}
-            for row in read_csv(path, ["step", "loss"]):
+            for row in rows:
                 if math.isfinite(row["loss"]):
                     by_step.setdefault(int(row["step"]), []).append(row["loss"])
             for step, losses in by_step.items():
@@ -855,7 +859,7 @@ def _run_figure(path: Path, kind: str, layer: int | None, ax=None, fig=None):
             rows = read_metrics(path)
         except StoreError as exc:
             raise PlotError(str(exc)) from None
-        info = read_json(path / "run.json") or {"name": path.name}
+        info = read_json(path / RUN_FILE) or {"name": path.name}
         return curves_figure(rows, info, fig)
     if kind == "activations":
         return activations_figure([(path.name, path)], layer, fig)

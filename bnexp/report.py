@@ -36,7 +36,14 @@ from . import claims
 from .choices import METRIC_LABELS
 from .claims import ClaimError, ClaimResult, Table, fmt_interval
 from .plot import PlotError, plot_path
-from .store import FINISHED, StoreError, SweepFolder, atomic_write, open_sweep
+from .store import (
+    FINISHED,
+    SWEEP_FILE,
+    StoreError,
+    SweepFolder,
+    atomic_write,
+    open_sweep,
+)
 
 
 class ReportError(Exception):
@@ -64,7 +71,7 @@ def open_checked(sweep_dir: str | Path) -> tuple[SweepFolder, Table]:
     except StoreError as exc:
         errors = [str(exc)]
     if errors:
-        where = Path(sweep_dir) / "sweep.yaml"
+        where = Path(sweep_dir) / SWEEP_FILE
         raise ReportError("\n".join(f"{where}: {e}" for e in errors))
     return folder, table
 

@@ -135,18 +135,18 @@ def mark(run_dir: Path, cfg: Config, status: str, command: list[str] | None = No
     left so (killed) is rerun by the next sweep."""
     info = run_info(cfg, command, argv)
     info["status"] = status
-    store.atomic_write(Path(run_dir) / "config.yaml", dump(cfg))
-    store.write_json(Path(run_dir) / "run.json", info)
+    store.atomic_write(Path(run_dir) / store.CONFIG_FILE, dump(cfg))
+    store.write_json(Path(run_dir) / store.RUN_FILE, info)
 
 
 def mark_interrupted(run_dir: Path) -> dict | None:
     """Turn a run's provisional run.json (``running``) into ``interrupted``,
     with the time it was cut; returns it (None where there is none)."""
-    info = store.read_json(Path(run_dir) / "run.json")
+    info = store.read_json(Path(run_dir) / store.RUN_FILE)
     if info is None or info.get("status") != "running":
         return None
     info.update(status="interrupted", ended=now())
-    store.write_json(Path(run_dir) / "run.json", info)
+    store.write_json(Path(run_dir) / store.RUN_FILE, info)
     return info
 
 
@@ -154,7 +154,7 @@ def reproduce_command(cfg: Config, run_dir: Path) -> list[str]:
     """The command that reruns this run from its own saved config, into the
     same folder (``bnexp verify RUN`` reruns it without touching the folder)."""
     run_dir = Path(run_dir)
-    return ["bnexp", "train", str(run_dir / "config.yaml"), "--out", str(run_dir.parent),
+    return ["bnexp", "train", str(run_dir / store.CONFIG_FILE), "--out", str(run_dir.parent),
             "--force"]
 
 
@@ -185,7 +185,7 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
     except KeyboardInterrupt:
         info = run_info(cfg, command, argv)
         info.update(status="interrupted", ended=now())
-        store.write_json(run_dir / "run.json", info)
+        store.write_json(run_dir / store.RUN_FILE, info)
         raise
     write(run_dir, cfg, payload)
     info = payload["info"]

@@ -43,6 +43,7 @@ CONFIG_FILE, RUN_FILE, METRICS_FILE = "config.yaml", "run.json", "metrics.csv"
 DIAGNOSTICS_FILE, STEPS_FILE, LANDSCAPE_FILE, ICS_FILE = (
     "diagnostics.csv", "steps.csv", "landscape.csv", "ics.csv")
 CURVES_FILE = "curves.png"
+MODEL_FILE, FOLDED_FILE, CHECKPOINT_FILE = "model.npz", "model_folded.npz", "checkpoint.npz"
 SWEEP_FILE, SUMMARY_FILE, AGGREGATE_FILE = "sweep.yaml", "summary.csv", "aggregate.csv"
 
 METRIC_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "elapsed"]
@@ -51,9 +52,8 @@ DIAGNOSTIC_COLUMNS = ["step", "epoch", "layer", "p15", "p50", "p85", "mean", "st
 STEP_COLUMNS = ["step", "epoch", "loss"]
 LANDSCAPE_COLUMNS = ["step", "epoch", "eta", "loss", "grad_change", "grad_norm"]
 ICS_COLUMNS = ["step", "epoch", "layer", "l2", "cosine"]
-RUN_FILES = ("config.yaml", "metrics.csv", "diagnostics.csv", "steps.csv", "run.json",
-             "curves.png", "model.npz", "model_folded.npz", "checkpoint.npz", "landscape.csv",
-             "ics.csv")
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, DIAGNOSTICS_FILE, STEPS_FILE, RUN_FILE, CURVES_FILE,
+             MODEL_FILE, FOLDED_FILE, CHECKPOINT_FILE, LANDSCAPE_FILE, ICS_FILE)
 FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
 STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
 TMP_SUFFIX = ".tmp"
@@ -241,7 +241,7 @@ def final_values(info: dict) -> dict[str, float | int | None]:
 
 def run_status(run_dir: Path) -> str | None:
     """The status in ``run.json``, or None where there is no readable run."""
-    info = read_json(Path(run_dir) / "run.json")
+    info = read_json(Path(run_dir) / RUN_FILE)
     return info.get("status") if info else None
 
 
@@ -251,7 +251,7 @@ def prepare_run_dir(run_dir: Path, force: bool, keep: tuple[str, ...] = ()) -> N
     """Refuse to overwrite an existing run unless ``force``; with it, remove
     the old run's files (and nothing else), but those named in ``keep``."""
     run_dir = Path(run_dir)
-    if run_status(run_dir) is not None or (run_dir / "metrics.csv").exists():
+    if run_status(run_dir) is not None or (run_dir / METRICS_FILE).exists():
         if not force:
             raise RunExistsError(f"{run_dir} already holds a run; pass --force to overwrite it "
                                  "or choose another name (--set name=...)")
@@ -269,38 +269,38 @@ def write_run(run_dir: Path, config_text: str, payload: dict) -> None:
     ``run.json`` goes last: it marks the run done."""
     run_dir = Path(run_dir)
     info = payload["info"]
-    atomic_write(run_dir / "config.yaml", config_text)
+    atomic_write(run_dir / CONFIG_FILE, config_text)
     if payload["metrics"]:
-        atomic_write(run_dir / "metrics.csv", csv_text(payload["metrics"], METRIC_COLUMNS))
+        atomic_write(run_dir / METRICS_FILE, csv_text(payload["metrics"], METRIC_COLUMNS))
     if payload.get("diagnostics") and info["status"] != "failed":
-        atomic_write(run_dir / "diagnostics.csv",
+        atomic_write(run_dir / DIAGNOSTICS_FILE,
                      csv_text(payload["diagnostics"], DIAGNOSTIC_COLUMNS))
     if payload.get("steps") and info["status"] != "failed":
-        atomic_write(run_dir / "steps.csv", csv_text(payload["steps"], STEP_COLUMNS))
+        atomic_write(run_dir / STEPS_FILE, csv_text(payload["steps"], STEP_COLUMNS))
     if payload.get("landscape") and info["status"] != "failed":
-        atomic_write(run_dir / "landscape.csv",
+        atomic_write(run_dir / LANDSCAPE_FILE,
                      csv_text(payload["landscape"], LANDSCAPE_COLUMNS))
     if payload.get("ics") and info["status"] != "failed":
-        atomic_write(run_dir / "ics.csv", csv_text(payload["ics"], ICS_COLUMNS))
+        atomic_write(run_dir / ICS_FILE, csv_text(payload["ics"], ICS_COLUMNS))
     if payload.get("curves"):
-        atomic_write(run_dir / "curves.png", payload["curves"])
+        atomic_write(run_dir / CURVES_FILE, payload["curves"])
     if payload.get("model"):
-        atomic_write(run_dir / "model.npz", payload["model"])
-    write_json(run_dir / "run.json", info)
+        atomic_write(run_dir / MODEL_FILE, payload["model"])
+    write_json(run_dir / RUN_FILE, info)
     if info["status"] in FINISHED:  # a finished run needs no checkpoint to resume from
-        (run_dir / "checkpoint.npz").unlink(missing_ok=True)
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
-    atomic_write(Path(run_dir) / "metrics.csv", csv_text(rows, METRIC_COLUMNS))
+    atomic_write(Path(run_dir) / METRICS_FILE, csv_text(rows, METRIC_COLUMNS))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    return read_csv(Path(run_dir) / "metrics.csv", METRIC_COLUMNS)
+    return read_csv(Path(run_dir) / METRICS_FILE, METRIC_COLUMNS)
 
 
 def is_sweep_dir(path: Path) -> bool:
-    return (Path(path) / "sweep.yaml").is_file()
+    return (Path(path) / SWEEP_FILE).is_file()
 
 
 # --- the folder lock ---------------------------------------------------------------
@@ -391,7 +391,8 @@ class RunRecord:
         return final_values(self.info)
 
 
-TABLES = {"diagnostics": (DIAGNOSTICS_FILE, DIAGNOSTIC_COLUMNS), "steps": (STEPS_FILE, STEP_COLUMNS),
+TABLES = {"diagnostics": (DIAGNOSTICS_FILE, DIAGNOSTIC_COLUMNS),
+          "steps": (STEPS_FILE, STEP_COLUMNS),
           "landscape": (LANDSCAPE_FILE, LANDSCAPE_COLUMNS), "ics": (ICS_FILE, ICS_COLUMNS)}
 RESULT_KEYS = ("status", "final", "best_test_acc", "diverged_at", "variance_shift")  # run.json
 
@@ -472,7 +473,7 @@ def read_sweep_yaml(sweep_dir: Path) -> dict:
     from .yamlio import YamlError, read_yaml
 
     sweep_dir = Path(sweep_dir)
-    path = sweep_dir / "sweep.yaml"
+    path = sweep_dir / SWEEP_FILE
     if not sweep_dir.is_dir():
         raise StoreError(f"{sweep_dir}: no such folder")
     if not path.is_file():
@@ -509,7 +510,7 @@ def open_sweep(sweep_dir: str | Path) -> SweepFolder:
     grid, zipped = section.get("grid") or {}, section.get("zip") or {}
     axes = [(str(k), [V.canonical(x) for x in v]) for k, v in {**grid, **zipped}.items()]
     keys = [k for k, _ in axes]
-    summary = sweep_dir / "summary.csv"
+    summary = sweep_dir / SUMMARY_FILE
     if not summary.is_file():
         raise StoreError(f"{sweep_dir}: no summary.csv yet: the sweep has not started its first "
                          "run (run its `bnexp sweep` command)")

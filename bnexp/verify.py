@@ -17,20 +17,10 @@ from pathlib import Path
 
 from . import provenance, runner, store
 from .config import ConfigError, load
-from .store import (
-    DIAGNOSTIC_COLUMNS,
-    ICS_COLUMNS,
-    LANDSCAPE_COLUMNS,
-    METRIC_COLUMNS,
-    STEP_COLUMNS,
-    StoreError,
-)
+from .store import METRIC_COLUMNS, StoreError
 
-FILES = (("metrics.csv", "metrics", METRIC_COLUMNS), ("diagnostics.csv", "diagnostics",
-                                                      DIAGNOSTIC_COLUMNS),
-         ("steps.csv", "steps", STEP_COLUMNS),
-         ("landscape.csv", "landscape", LANDSCAPE_COLUMNS),
-         ("ics.csv", "ics", ICS_COLUMNS))
+FILES = ((store.METRICS_FILE, "metrics", METRIC_COLUMNS),
+         *((filename, name, columns) for name, (filename, columns) in store.TABLES.items()))
 IGNORED = ("elapsed",)  # wall-clock time: never the same twice
 
 
@@ -104,7 +94,7 @@ def _result_differences(old: dict, new: dict) -> list[str]:
 def compare(run_dir: Path, payload: dict) -> RunCheck:
     """A saved run folder against a fresh computation of its config."""
     run_dir = Path(run_dir)
-    old_info = store.read_json(run_dir / "run.json") or {}
+    old_info = store.read_json(run_dir / store.RUN_FILE) or {}
     new_info = payload["info"]
     problems = []
     if new_info["status"] != old_info.get("status"):
@@ -132,7 +122,7 @@ def compare(run_dir: Path, payload: dict) -> RunCheck:
 
 def _saved_config(run_dir: Path):
     try:
-        return load(run_dir / "config.yaml")
+        return load(run_dir / store.CONFIG_FILE)
     except ConfigError as exc:
         raise VerifyError(f"{run_dir}: its config.yaml cannot be loaded ({exc})") from None
 
@@ -143,7 +133,7 @@ def targets(path: str | Path) -> list[Path]:
     if store.is_sweep_dir(path):
         folder = store.open_sweep(path)
         return [r.path for r in folder.runs]
-    if (path / "run.json").is_file() and (path / "config.yaml").is_file():
+    if (path / store.RUN_FILE).is_file() and (path / store.CONFIG_FILE).is_file():
         return [path]
     if not path.is_dir():
         raise VerifyError(f"{path}: no such folder")

@@ -41,7 +41,7 @@ def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list
     for p in sweep.points:
         if p.run_id in todo_ids:
             continue
-        saved = sweep_dir / p.run_id / "config.yaml"
+        saved = sweep_dir / p.run_id / store.CONFIG_FILE
         try:
             old = yaml.safe_load(saved.read_text())
         except (OSError, yaml.YAMLError, UnicodeDecodeError):
@@ -170,7 +170,7 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
     runs, bad data, no scheduler, a folder in use) writes nothing."""
     sweep_dir = Path(out) / sweep.name
     outcome = Outcome()
-    if store.safe_component(sweep.name) and (sweep_dir / "run.json").exists():
+    if store.safe_component(sweep.name) and (sweep_dir / store.RUN_FILE).exists():
         raise SweepError(f"{sweep_dir} holds a single run, not a sweep; give the sweep another "
                          "name (--set name=...) or --out")
     todo = plan(sweep, sweep_dir, force, retry_failed)  # refuses conflicts before any write
@@ -185,7 +185,7 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
         with store.lock(sweep_dir, "sweep"):
             todo = plan(sweep, sweep_dir, force, retry_failed)
             store.remove_stale_temp(sweep_dir, recursive=True)
-            store.atomic_write(sweep_dir / "sweep.yaml",
+            store.atomic_write(sweep_dir / store.SWEEP_FILE,
                                dump_yaml(sweep.resolved(command)))
             summary = Summary(sweep, sweep_dir)
             summary.write()
@@ -262,7 +262,7 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
     that many are ever handed to the executor, so a stop (--fail-fast, Ctrl-C)
     leaves the rest untouched for the next invocation. With ``resume`` an
     unfinished run keeps its checkpoint, and its worker resumes from it."""
-    keep = ("checkpoint.npz",) if resume else ()
+    keep = (store.CHECKPOINT_FILE,) if resume else ()
     from concurrent.futures import FIRST_COMPLETED, wait
 
     pending = list(reversed(todo))

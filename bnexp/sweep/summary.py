@@ -13,7 +13,17 @@ from .. import values as V
 from ..choices import SUMMARY_METRICS
 from ..metrics import kind as metric_kind
 from ..stats import mean_interval, mean_sd
-from ..store import FINISHED, RunRecord, atomic_write, csv_line, final_values, read_json
+from ..store import (
+    AGGREGATE_FILE,
+    FINISHED,
+    RUN_FILE,
+    SUMMARY_FILE,
+    RunRecord,
+    atomic_write,
+    csv_line,
+    final_values,
+    read_json,
+)
 from .grid import Point, Sweep
 
 STATS = ("mean", "std", "ci_lo", "ci_hi", "n")  # ci: the 95% interval of the mean
@@ -75,7 +85,7 @@ class Summary:
         self.sweep, self.dir = sweep, Path(sweep_dir)
         self.columns, self.agg_columns = columns(sweep.keys)
         self.headers = [csv_line(dict(zip(c, c)), c) for c in (self.columns, self.agg_columns)]
-        self.rows = {p.run_id: summary_row(p, read_json(self.dir / p.run_id / "run.json") or {})
+        self.rows = {p.run_id: summary_row(p, read_json(self.dir / p.run_id / RUN_FILE) or {})
                      for p in sweep.points}
         self.groups: dict[tuple, list[str]] = {}  # grid point -> its runs, in grid order
         for p in sweep.points:
@@ -99,9 +109,9 @@ class Summary:
 
     def write(self) -> None:
         header, agg_header = self.headers
-        atomic_write(self.dir / "summary.csv", header + "".join(
+        atomic_write(self.dir / SUMMARY_FILE, header + "".join(
             self.lines[p.run_id] for p in self.sweep.points))
-        atomic_write(self.dir / "aggregate.csv", agg_header + "".join(self.agg_lines.values()))
+        atomic_write(self.dir / AGGREGATE_FILE, agg_header + "".join(self.agg_lines.values()))
 
 
 def write_summaries(sweep: Sweep, sweep_dir: Path) -> None:
