@@ -562,7 +562,7 @@ def _check_stat_spec(spec: Any, where: str, keys: list[str], errors: list[str],
                      is_check: bool) -> None:
     if not isinstance(spec, Mapping):
         errors.append(f"{where}: expected a mapping (e.g. {{mean: final_test_acc, where: "
-                      "{...}, above: 0.9}})")
+                      "{...}, above: 0.9})")
         return
     allowed = CHECK_KEYS if is_check else (*STATS, "where", "a", "b", "across", "at_least",
                                             "at_most")

@@ -106,7 +106,10 @@ def to_text(v: Any) -> str:
         return _float_text(v)
     if isinstance(v, (bool, list, dict)) or v is None:
         return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...")
-    return str(v)
+    text = str(v)
+    if isinstance(v, str) and not same(from_text(text), v):  # "yes", "null", "[1, 2]", ""
+        return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...")
+    return text
 
 
 def from_text(text: str) -> Any:

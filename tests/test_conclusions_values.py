@@ -73,7 +73,7 @@ def test_label_is_the_one_spelling(value, text):
 @pytest.mark.parametrize("value,text", [
     (0.001, "0.001"), ("1e-3", "0.001"), (NAN, "nan"), (INF, "inf"), (-INF, "-inf"),
     (True, "true"), (False, "false"), (None, "null"), ([100, 100], "[100, 100]"),
-    ({"a": 1}, "{a: 1}"), (3, "3"), ("batch", "batch"), ("", "")])
+    ({"a": 1}, "{a: 1}"), (3, "3"), ("batch", "batch"), ("", "''")])
 def test_to_text_is_the_exact_csv_cell(value, text):
     assert V.to_text(value) == text
 
@@ -161,3 +161,9 @@ def test_metric_kinds_are_frozen_and_hashable():
     assert hash(k) == hash(metrics.PROPORTION)
     assert metrics.MetricKind((0.0, 1.0)).binary is False
     assert metrics.MetricKind((0.0, 1.0)).with_diverged is True
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "on", "true", "null", "~", "[1, 2]", ""])
+def test_a_word_yaml_reads_otherwise_round_trips_through_a_cell(text):
+    cell = V.to_text(text)
+    assert V.same(V.from_text(cell), text) and V.from_text(cell) == text

@@ -256,7 +256,10 @@ def test_an_unfinished_sweep_says_so_on_its_figures(sweep_dir, tmp_path, monkeyp
     victim.write_text(json.dumps({**json.loads(victim.read_text()), "status": "running"}))
     figs = []
     monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(copy, "final", x="init.weight_scale", lines="model.norm")
+    from bnexp.store import StoreWarning
+
+    with pytest.warns(StoreWarning, match="line 3: status completed, but .* says running"):
+        plot_mod.plot_path(copy, "final", x="init.weight_scale", lines="model.norm")
     assert figs[-1].axes[0].get_title().endswith("; 15 of 16 runs finished (1 running)")
 
 
