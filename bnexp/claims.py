@@ -13,10 +13,14 @@ compared with a criterion::
         below: -0.1                                # or above: X, or within: X (|stat| <= X)
         expect: holds                              # the published outcome (none: a new check)
 
-Statistics (``where`` fixes swept keys; every swept key must end up fixed):
+Statistics (``where`` fixes swept keys; every swept key must end up fixed),
+each with the interval that fits its metric (``metrics.kind``, ``mean_of``):
 
-- ``mean: METRIC`` at one grid point: Student-t interval.
-- ``difference: METRIC`` between selections ``a`` and ``b``: Welch interval.
+- ``mean: METRIC`` at one grid point: Student-t interval within the metric's
+  range (Clopper-Pearson for the 0/1 outcome ``diverged``).
+- ``difference: METRIC`` between selections ``a`` and ``b``: Welch interval
+  (Newcombe's for ``diverged``). Losses and other measurements leave diverged
+  runs out, and the interval says how many (``Interval.dropped``).
 - ``spread: METRIC`` ``across: KEY``: the largest minus the smallest mean over
   KEY's values; interval from the per-value intervals (max hi - min lo, and
   max lo - min hi, floored at 0).
@@ -113,7 +117,7 @@ def fmt_interval(iv: Interval) -> str:
     """``0.959 [0.912, 1]``; ``(n = 3, 2 diverged left out)`` where runs were left out."""
     left_out = f", {iv.dropped} diverged left out" if iv.dropped else ""
     if iv.n == 0:
-        return f"- (no runs{left_out})"
+        return f"- (all {iv.dropped} runs diverged)" if iv.dropped else "- (no runs)"
     if math.isinf(iv.lo) and math.isinf(iv.hi):
         return f"{fmt(iv.estimate)} (no interval: n = {iv.n}{left_out})"
     text = f"{fmt(iv.estimate)} [{fmt(iv.lo)}, {fmt(iv.hi)}]"

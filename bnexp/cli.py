@@ -76,6 +76,7 @@ class _Bnexp(click.Group):
         _Bnexp.invoked = list(args) if args is not None else sys.argv[1:]
         import warnings
 
+        _SHOWN.clear()
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return super().main(args, *rest, **kw)

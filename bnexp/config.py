@@ -600,6 +600,42 @@ def apply_settings(raw: dict, texts: list[str], errors: list[str]) -> dict:
     return apply_overrides(raw, parsed, errors)
 
 
+# Keys added after runs were saved without them, and the value those runs had
+# (a saved config.yaml lists every key; a missing one predates it).
+LEGACY_DEFAULTS = {"norm.renorm_running": "variance", "norm.renorm_bn_steps": 0}
+
+
+def saved_defaults(raw: Mapping) -> dict:
+    """A saved run's config (``config.yaml``, every key written) with the keys it
+    predates filled in as its run had them (LEGACY_DEFAULTS), not as today's
+    defaults: an old batch-renorm run averaged the variance, with no BN phase."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for dotted, value in LEGACY_DEFAULTS.items():
+        section, _, key = dotted.partition(".")
+        part = out.get(section)
+        if isinstance(part, dict) and part and key not in part:
+            part[key] = value
+    return out
+
+
+def coerce(dotted: str, value: Any) -> tuple[Any, str | None]:
+    """``value`` as the config holds ``dotted`` (``1e-3`` -> 0.001, ``1`` -> 1.0 for
+    a number, a list of widths as a list), or the problem with it."""
+    section, _, name = dotted.rpartition(".")
+    cls = SECTIONS.get(section) if section else Config
+    fld = {f.name: f for f in fields(cls)}.get(name) if cls else None
+    if fld is None or "check" not in fld.metadata:
+        return value, None
+    typed, problem = fld.metadata["check"](value)
+    return (value, problem) if problem else (to_plain(typed), None)
+
+
+def load_saved(path: str | Path) -> Config:
+    """A run folder's own config.yaml (``saved_defaults`` applied)."""
+    raw = read_config_file(path)
+    return from_dict(saved_defaults(raw))
+
+
 def load(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override and validate a config file."""
     errors: list[str] = []

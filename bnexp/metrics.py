@@ -36,7 +36,8 @@ _KINDS = {
     "diverged": MetricKind((0.0, 1.0), binary=True),
     "final_train_acc": PROPORTION, "final_test_acc": PROPORTION, "best_test_acc": PROPORTION,
     "train_acc": PROPORTION, "test_acc": PROPORTION,
-    "generalization_gap": SIGNED_UNIT, "ics_cosine": SIGNED_UNIT,
+    "generalization_gap": SIGNED_UNIT,
+    "ics_cosine": MetricKind((-1.0, 1.0), with_diverged=False),  # ics.csv, as ics_l2
     "epochs": COUNT, "seconds": COUNT, "step_ms": COUNT,
 }
 

@@ -235,10 +235,16 @@ def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
         if not sep:
             raise PlotError(f"--filter {text}: expected key=value")
         if key == "seed":
-            data.runs = [r for r in data.runs if str(r.seed) == value]
-            data.selection.append(f"seed={value}")
+            seed = V.from_text(value)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise PlotError(f"--filter {text}: seed {value} is not an integer")
+            data.runs = [r for r in data.runs if r.seed == seed]
+            data.selection.append(f"seed={seed}")
             continue
-        data.axis(key)  # one line naming the swept keys where KEY is not one
+        try:
+            data.axis(key)  # one line naming the swept keys where KEY is not one
+        except PlotError as exc:
+            raise PlotError(f"--filter {text}: {exc}") from None
         hits = V.match(folder.axis(key), value)
         if not hits:
             raise PlotError(f"--filter {text}: {key} has no value {value} "
@@ -591,7 +597,8 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         return save_figure(fig, Path(out), fmt)
     filters = _canonical_filters(path, options.pop("filters", None) or [])
     target = path / default_name(kind, fmt, filters, **options)
-    if force or target.name != f"{kind}.{fmt}" or not target.is_file():
+    if (force or target.name != f"{kind}.{fmt}" or not target.is_file()
+            or kind != _own_kind(path)):
         return save_figure(fig, target, fmt)
     data = figure_bytes(fig, fmt)
     try:
@@ -602,6 +609,12 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         raise PlotError(f"{target} is the folder's own figure and would change; pass "
                         "--force to redraw it, or --out FILE to draw elsewhere")
     return target
+
+
+def _own_kind(path: Path) -> str:
+    """The kind of the figure the folder's own command draws: a run's curves,
+    a sweep's default figure (``bnexp sweep`` draws it)."""
+    return _figure(path, None)[1] if (path / SWEEP_FILE).is_file() else "curves"
 
 
 def _canonical_filters(path: Path, filters: list[str]) -> list[str]:

@@ -559,7 +559,8 @@ def _disagreements(run: RunRecord, row: dict, where: str) -> list[str]:
     out = []
     status = run.info.get("status") or "pending"
     if row["status"] != status:
-        out.append(f"{where}: status {row['status']}, but {run.path / RUN_FILE} says {status}")
+        out.append(f"{where}: status {row['status']}, but {run.path / RUN_FILE} says {status}; "
+                   "reports use run.json (rerun the sweep's command to rewrite the summary)")
     if status not in FINISHED:
         return out
     final = run.final
@@ -572,7 +573,10 @@ def _disagreements(run: RunRecord, row: dict, where: str) -> list[str]:
                        f"{value}; reports use run.json (rerun the sweep's command to rewrite "
                        "the summary)")
             break
-    rows = run.metrics  # a damaged metrics.csv is one StoreError line here
+    try:
+        rows = run.metrics
+    except StoreError:
+        return out  # a damaged metrics.csv: whatever reads its rows says so
     if rows:
         last = rows[-1]
         for col, key in (("train_acc", "final_train_acc"), ("test_acc", "final_test_acc"),

@@ -39,7 +39,10 @@ def _number_text(text: str) -> float | None:
 
 def canonical(v: Any) -> Any:
     """The one form of a value: a string that spells a number becomes that
-    float; tuples become lists; everything else is kept as it is."""
+    float; tuples become lists; a numpy scalar its Python number; everything
+    else is kept as it is."""
+    if hasattr(v, "item") and not isinstance(v, (list, tuple, dict, str)):
+        v = v.item()  # a numpy scalar
     if isinstance(v, str):
         f = _number_text(v)
         return v if f is None else f
@@ -57,10 +60,8 @@ def identity(v: Any) -> tuple:
     if v is None:
         return ("null",)
     if isinstance(v, (int, float)):
-        f = float(v)
-        if math.isnan(f):
-            return ("num", "nan")
-        return ("num", f if isinstance(v, float) or abs(v) < 2 ** 53 else v)
+        # An int and the float of the same number compare (and hash) equal.
+        return ("num", "nan") if isinstance(v, float) and math.isnan(v) else ("num", v)
     if isinstance(v, list):
         return ("list", tuple(identity(x) for x in v))
     if isinstance(v, dict):
@@ -96,7 +97,7 @@ def _float_text(f: float) -> str:
         return "nan"
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
-    return repr(f)
+    return "0.0" if f == 0 else repr(float(f))  # -0.0 is 0.0, one value
 
 
 def to_text(v: Any) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import provenance, runner, store
-from .config import ConfigError, load
+from .config import ConfigError, load_saved
 from .store import METRIC_COLUMNS, StoreError
 
 FILES = ((store.METRICS_FILE, "metrics", METRIC_COLUMNS),
@@ -104,14 +104,14 @@ def compare(run_dir: Path, payload: dict) -> RunCheck:
         problems += _result_differences(old_info, new_info)
     for filename, key, columns in FILES:
         path = run_dir / filename
-        if not path.is_file() and not payload[key]:
+        if not path.is_file() and not payload.get(key):
             continue
         try:
             old = store.read_csv(path, columns) if path.is_file() else []
         except StoreError as exc:
             problems.append(str(exc))
             continue
-        new = [{c: r[c] for c in columns} for r in payload[key]]
+        new = [{c: r[c] for c in columns} for r in payload.get(key) or []]
         problems += _differences(old, new, columns, filename.removesuffix(".csv"))
     changed = provenance.changed(old_info.get("provenance") or {}, new_info.get("provenance")
                                  or {})
@@ -122,7 +122,7 @@ def compare(run_dir: Path, payload: dict) -> RunCheck:
 
 def _saved_config(run_dir: Path):
     try:
-        return load(run_dir / store.CONFIG_FILE)
+        return load_saved(run_dir / store.CONFIG_FILE)
     except ConfigError as exc:
         raise VerifyError(f"{run_dir}: its config.yaml cannot be loaded ({exc})") from None
 

@@ -41,7 +41,7 @@ def test_fmt(x, text):
     (Interval(0.5, 0.4, 0.6, 3), "0.500 [0.400, 0.600]"),
     (Interval(0.5, 0.4, 0.6, 3, dropped=2), "0.500 [0.400, 0.600] (n = 3, 2 diverged left out)"),
     (Interval(NAN, -INF, INF, 0), "- (no runs)"),
-    (Interval(NAN, -INF, INF, 0, dropped=1), "- (no runs, 1 diverged left out)"),
+    (Interval(NAN, -INF, INF, 0, dropped=1), "- (all 1 runs diverged)"),
     (Interval(0.5, -INF, INF, 1), "0.500 (no interval: n = 1)"),
     (Interval(0.5, -INF, INF, 1, dropped=1), "0.500 (no interval: n = 1, 1 diverged left out)"),
     (Interval(0.5, 0.4, INF, 2), "0.500 [0.400, inf]"),

@@ -297,7 +297,8 @@ def test_summary_rows_are_cross_checked_against_finished_runs_only(tmp_path):
     _metrics_rows(running, 0.5)  # a partial run: its metrics have no final to agree with
     assert store._disagreements(running, {"status": "running", "final_test_acc": ""}, "w") == []
     assert store._disagreements(running, {"status": "completed"}, "w") == [
-        f"w: status completed, but {tmp_path / 'a' / 'run.json'} says running"]
+        f"w: status completed, but {tmp_path / 'a' / 'run.json'} says running; reports use "
+        "run.json (rerun the sweep's command to rewrite the summary)"]
     done = store.RunRecord("b", tmp_path / "b", {}, 0, {**GOOD})
     (tmp_path / "b").mkdir()
     _metrics_rows(done, 0.9)

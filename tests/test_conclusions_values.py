@@ -135,9 +135,13 @@ def test_diverged_is_a_zero_one_outcome():
     assert metrics.kind("failed") == metrics.MEASURED
 
 
-@pytest.mark.parametrize("name", ["generalization_gap", "ics_cosine"])
-def test_signed_unit_metrics(name):
-    assert metrics.kind(name) == metrics.MetricKind((-1.0, 1.0), binary=False, with_diverged=True)
+def test_signed_unit_metrics():
+    assert metrics.kind("generalization_gap") == metrics.MetricKind(
+        (-1.0, 1.0), binary=False, with_diverged=True)
+    # ICS comes from ics.csv for both of its measures: a diverged run has neither.
+    assert metrics.kind("ics_cosine") == metrics.MetricKind(
+        (-1.0, 1.0), binary=False, with_diverged=False)
+    assert not metrics.kind("ics_l2").with_diverged
 
 
 @pytest.mark.parametrize("name", ["epochs", "seconds", "step_ms"])

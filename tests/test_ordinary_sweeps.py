@@ -121,7 +121,7 @@ def test_a_value_that_diverges(tmp_path):
     rep = invoke("report", sdir, "--out", tmp_path / "r.md")
     assert rep.exit_code == 0, rep.output
     assert "| 1e+30 |" in (tmp_path / "r.md").read_text()
-    assert "- (no runs, 2 diverged left out)" in (tmp_path / "r.md").read_text()
+    assert "- (all 2 runs diverged)" in (tmp_path / "r.md").read_text()
     for args in (("plot", sdir), ("plot", sdir, "--filter", "train.lr=1e30"), ("verify", sdir)):
         res = invoke(*args)
         assert res.exit_code == 0, (args, res.output)
@@ -262,3 +262,113 @@ def test_a_stopped_train_says_interrupted_and_the_same_command_finishes_it(tmp_p
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     assert len(read(metrics)) == 31
+
+
+def test_a_zip_may_repeat_a_value_but_not_a_combination(tmp_path):
+    from bnexp import sweep as sweep_mod
+
+    base = {**BASE, "sweep": {"zip": {"train.batch_size": [10, 20, 30],
+                                      "train.lr": [0.1, 0.1, 0.2]}, "seeds": [0]}}
+    sw = sweep_mod.build(base)
+    assert [p.run_id for p in sw.points] == ["batch_size=10,lr=0.1,seed=0",
+                                             "batch_size=20,lr=0.1,seed=0",
+                                             "batch_size=30,lr=0.2,seed=0"]
+    twice = {**BASE, "sweep": {"zip": {"train.batch_size": [10, 10], "train.lr": [0.1, 1e-1]},
+                               "seeds": [0]}}
+    with pytest.raises(sweep_mod.SweepError) as exc:
+        sweep_mod.build(twice)
+    assert str(exc.value) == ("sweep.zip: the values at one position, [10, 0.1] is given "
+                              "twice; give each combination once")
+
+
+def test_text_that_spells_a_number_stays_text_where_the_key_takes_text():
+    from bnexp import sweep as sweep_mod
+
+    sw = sweep_mod.build({**BASE, "sweep": {"grid": {"data.root": ["2024", "1e3"]},
+                                            "seeds": [0]}})
+    assert dict(sw.axes)["data.root"] == ["2024", "1e3"]
+    assert [p.config.data.root for p in sw.points] == ["2024", "1e3"]
+
+
+def test_a_huge_integer_is_one_line_not_a_traceback(tmp_path):
+    res = invoke("sweep", config(tmp_path), "--out", tmp_path / "runs", "--grid",
+                 "train.epochs=1" + "0" * 400)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = res.output.splitlines()  # one per run of the point (2 seeds)
+    assert len(lines) == 2 and all(line.endswith("expected an integer from 0 to 100,000")
+                                   for line in lines)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_the_folders_own_figure_is_protected(tmp_path):
+    sdir = sweep(tmp_path, "--grid", "train.lr=0.1,0.2,0.3,0.4")  # own figure: final
+    res = invoke("plot", sdir, "--kind", "grid")
+    assert res.exit_code == 0 and res.output.strip() == str(sdir / "grid.png")
+    metrics = sdir / "lr=0.1,seed=0" / "metrics.csv"
+    rows = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(rows[:-1]) + "\n")
+    res = invoke("plot", sdir, "--kind", "grid")  # not the sweep's own: redrawn
+    assert res.exit_code == 0, res.output
+    res = invoke("plot", sdir)  # the sweep's own (final.png) would change
+    assert res.exit_code == 2 and f"error: {sdir / 'final.png'} is the folder's own figure" in (
+        res.output)
+
+
+def test_a_sweep_written_with_other_spellings_is_not_rerun_beside_itself(tmp_path):
+    sdir = sweep(tmp_path, "--grid", "train.lr=0.1,0.2")
+    # As an earlier bnexp named it: lr=1e-1 for 0.1.
+    old, new = sdir / "lr=0.1,seed=0", sdir / "lr=1e-1,seed=0"
+    old.rename(new)
+    summary = sdir / "summary.csv"
+    summary.write_text(summary.read_text().replace("lr=0.1,seed=0", "lr=1e-1,seed=0"))
+    res = invoke("sweep", config(tmp_path), "--out", tmp_path / "runs", "-j", "1", "-q",
+                 "--grid", "train.lr=0.1,0.2")
+    assert res.exit_code == 2
+    assert res.output == (f"error: {sdir}: run lr=1e-1,seed=0 is this sweep's lr=0.1,seed=0, "
+                          "written by an earlier bnexp that spelled its values otherwise; sweep "
+                          "into a new folder (--out, or --set name=...) or pass --force to rerun "
+                          "every run here\n")
+    assert not old.exists()
+
+
+def test_a_saved_renorm_run_from_before_the_paper_schedule_is_not_mixed_in():
+    from bnexp import config
+    from bnexp.sweep.execute import _differing_keys
+
+    new = config.from_dict({**BASE, "norm": {"renorm": True}}).to_dict()
+    saved = {k: (dict(v) if isinstance(v, dict) else v) for k, v in new.items()}
+    for key in ("renorm_running", "renorm_bn_steps"):
+        del saved["norm"][key]  # saved before these keys existed
+    assert config.saved_defaults(saved)["norm"]["renorm_running"] == "variance"
+    assert sorted(_differing_keys(new, saved)) == ["norm.renorm_bn_steps", "norm.renorm_running"]
+    assert _differing_keys(new, new) == []
+
+
+def test_numbers_of_any_python_type_have_one_spelling():
+    import numpy as np
+
+    from bnexp import values as V
+
+    assert V.label(np.float64(0.1)) == "0.1" and V.same(np.int64(3), 3)
+    assert V.label(-0.0) == V.label(0.0) == "0.0"
+
+
+def test_a_warning_is_shown_by_every_command_that_meets_it(tmp_path):
+    sdir = sweep(tmp_path, grid={"model.norm": ["batch", "none"]})
+    info = sdir / "norm=none,seed=0" / "run.json"
+    data = json.loads(info.read_text())
+    data["final"]["test_acc"] = 0.5
+    info.write_text(json.dumps(data))
+    for _ in range(2):
+        res = invoke("report", sdir, "--out", tmp_path / "r.md")
+        assert res.exit_code == 0
+        assert sum(line.startswith("warning: ") for line in res.output.splitlines()) == 2
+
+
+def test_filter_seed_takes_the_number_in_any_spelling(tmp_path):
+    sdir = sweep(tmp_path, grid={"model.norm": ["batch", "none"]})
+    res = invoke("plot", sdir, "--filter", "seed=01", "--filter", "model.norm=batch")
+    assert res.exit_code == 0, res.output
+    res = invoke("plot", sdir, "--filter", "lr=0.1")
+    assert res.exit_code == 2
+    assert res.output.startswith("error: --filter lr=0.1: lr: not a swept key")

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .. import config, runner, store
+from .. import values as V
 from ..provenance import BLAS_ENV
 from ..yamlio import dump_yaml
 from .grid import Point, Sweep, SweepError, build
@@ -32,6 +33,33 @@ class Outcome:
 
     def counts(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("done", "diverged", "failed", "skipped")}
+
+
+def _renamed_runs(sweep: Sweep, sweep_dir: Path) -> str | None:
+    """A run that summary.csv holds under another id than this sweep gives the
+    same point (an earlier bnexp spelled values otherwise: ``lr=1`` for
+    ``lr=1.0``): resuming would rerun it beside the old folder. One line, or None."""
+    summary = sweep_dir / store.SUMMARY_FILE
+    if not summary.is_file():
+        return None
+    try:
+        rows = store.read_csv(summary, ["run_id", *sweep.keys, "seed"], parse=False)
+    except store.StoreError:
+        return None
+    by_point = {(str(p.seed), *(V.identity(p.values[k]) for k in sweep.keys)): p
+                for p in sweep.points}
+    axes = dict(sweep.axes)
+    for row in rows:
+        hits = [V.match(axes[k], row[k]) for k in sweep.keys]
+        if not all(hits):
+            continue
+        p = by_point.get((row["seed"], *(V.identity(h[0]) for h in hits)))
+        if p is not None and p.run_id != row["run_id"]:
+            return (f"{sweep_dir}: run {row['run_id']} is this sweep's {p.run_id}, written "
+                    "by an earlier bnexp that spelled its values otherwise; sweep into a "
+                    "new folder (--out, or --set name=...) or pass --force to rerun "
+                    "every run here")
+    return None
 
 
 def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list[str]:
@@ -57,7 +85,8 @@ def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list
 def _differing_keys(new: dict, old: dict) -> list[str]:
     """Dotted keys whose value differs between two configs (the name aside). A
     key the old config lacks (saved before the key existed) counts as its default."""
-    new, old = _flatten(new), {**_flatten(config.from_dict({}).to_dict()), **_flatten(old)}
+    new = _flatten(new)
+    old = {**_flatten(config.from_dict({}).to_dict()), **_flatten(config.saved_defaults(old))}
     return [k for k in new if k != "name" and old.get(k) != new[k]]
 
 
@@ -106,6 +135,9 @@ def plan(sweep: Sweep, sweep_dir: Path, force: bool, retry_failed: bool) -> list
                 status == "failed" and retry_failed):
             todo.append(p)
     if not force:
+        renamed = _renamed_runs(sweep, sweep_dir)
+        if renamed:
+            raise SweepError(renamed)
         problems = _config_conflicts(sweep, sweep_dir, {p.run_id for p in todo})
         if problems:
             raise SweepError("\n".join(problems[:10]))

@@ -4,7 +4,6 @@ vary together) times seeds, expanded into validated points with stable run ids.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import math
@@ -205,6 +204,12 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
         errors.append("sweep.zip: got lists of lengths "
                       f"{', '.join(f'{k}={len(v)}' for k, v in zip_axes)}, expected equal lengths "
                       "(the i-th values of every zipped key go together)")
+    if len(lengths) == 1:
+        tuples = [tuple(v[i] for _, v in zip_axes) for i in range(lengths.pop())]
+        repeats = _repeats(tuples, tuples)
+        if repeats:
+            errors.append(f"sweep.zip: the values at one position, {repeats}; give each "
+                          "combination once")
     axes = grid_axes + zip_axes
     # Product dimensions: each grid key alone, the zipped keys together.
     dims = [[(k, v)] for k, v in grid_axes] + ([zip_axes] if zip_axes else [])
@@ -283,7 +288,7 @@ def _axes(section: Mapping, where: str, errors: list[str]) -> list[tuple[str, li
             errors.append(f"sweep.{where}.{key}: {len(values):,} values; at most {MAX_POINTS:,}")
             continue
         typed = [_typed(key, v) for v in values]
-        repeats = _repeats(values, typed)
+        repeats = None if where == "zip" else _repeats(values, typed)  # zip: tuples, below
         if repeats:
             errors.append(f"sweep.{where}.{key}: {repeats}; give each value once")
             continue
@@ -295,15 +300,11 @@ def _axes(section: Mapping, where: str, errors: list[str]) -> list[tuple[str, li
 def _typed(key: str, value: Any) -> Any:
     """A grid value in the form the config holds it, so that every spelling of
     one value is one value: ``1e-3`` (text to YAML 1.1) and 0.001 are the float
-    0.001, and 1 is 1.0 where the key takes a number. A value the key refuses is
-    kept as typed, for the config's own error."""
-    section, _, name = key.rpartition(".")
-    cls = cfgmod.SECTIONS.get(section) if section else cfgmod.Config
-    fld = {f.name: f for f in dataclasses.fields(cls)}.get(name) if cls else None
-    if fld is None or "check" not in fld.metadata:
-        return V.canonical(value)
-    typed, problem = fld.metadata["check"](value)
-    return V.canonical(value) if problem else V.canonical(cfgmod.to_plain(typed))
+    0.001, and 1 is 1.0 where the key takes a number (text stays text where the
+    key takes text). A value the key refuses is kept as typed, for the config's
+    own error."""
+    typed, problem = cfgmod.coerce(key, value)
+    return value if problem else typed
 
 
 def _repeats(raw: list, typed: list) -> str | None:
