@@ -389,7 +389,12 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
     Example:
       bnexp plot runs/weight-scale
       bnexp plot runs/weight-scale --kind final --x init.weight_scale --lines model.norm
+      bnexp plot runs/weight-scale --filter init.weight_scale=1e-4   # -> grid_weight_scale=0.0001.png
       bnexp plot runs/book-bn --format svg --out book-bn.svg
+
+    A figure without --out goes into PATH under a name that says what it shows;
+    the folder's own figure is redrawn only where it would not change, or with
+    --force.
     """
     from .plot import plot_path
 
