@@ -418,8 +418,11 @@ def final_figure(data: SweepData, x: str, lines: str | None, metric: str, stat: 
     if len(positive) == len(values) and max(values) / min(values) >= 10:
         ax.set_xscale("log")
         if len(values) <= 10:  # a label at each value (2, 4, ..., 128), not 10^0, 10^1, 10^2
-            ticks = [v for v in xs_all]
-            ax.set_xticks(values, ticks, rotation=30 if sum(map(len, ticks)) > 36 else 0)
+            ticks = [v for v in xs_all]  # each value's one spelling, however long
+            if max(map(len, ticks)) > 10:  # upright, they would overlap their neighbours
+                ax.set_xticks(values, ticks, rotation=90, fontsize=8)
+            else:
+                ax.set_xticks(values, ticks, rotation=30 if sum(map(len, ticks)) > 36 else 0)
             ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(f"{stat} {METRIC_LABELS.get(metric, metric)}")

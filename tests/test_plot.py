@@ -275,3 +275,16 @@ def test_a_grid_of_few_panels_keeps_its_whole_title_on_the_figure(sweep_dir, mon
     box = title.get_window_extent(fig.canvas.get_renderer())
     assert "\n" in title.get_text()  # it did need wrapping
     assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+
+
+def test_long_value_spellings_on_a_log_axis_stand_upright(tmp_path):
+    """Each value is ticked with its one spelling; long ones are turned upright,
+    so that neighbours do not overlap."""
+    sw = sweep_mod.build({**RAW, "sweep": {"grid": {"init.weight_scale": {
+        "logspace": [0, -1, 3]}}, "seeds": [0]}})
+    sdir, _ = sweep_mod.execute(sw, tmp_path, jobs=1, plot=False)
+    fig = plot_mod.figure(sdir, "final", x="init.weight_scale")
+    ax = fig.axes[0]
+    labels = ax.get_xticklabels()
+    assert [t.get_text() for t in labels] == ["1.0", "0.31622776601683794", "0.1"]
+    assert {t.get_rotation() for t in labels} == {90.0}
