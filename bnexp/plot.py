@@ -28,6 +28,7 @@ from .store import (
     read_csv,
     read_json,
     read_metrics,
+    short_name,
 )
 
 
@@ -595,13 +596,12 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     or otherwise derived plot never overwrites it."""
     path = Path(path)
     fmt = output_format(out, fmt)
-    fig, kind = _figure(path, kind, **options)
+    fig, kind, (own_kind, selection) = _figure(path, kind, **options)
     if out:
         return save_figure(fig, Path(out), fmt)
-    filters = _canonical_filters(path, options.pop("filters", None) or [])
-    target = path / default_name(kind, fmt, filters, **options)
-    if (force or target.name != f"{kind}.{fmt}" or not target.is_file()
-            or kind != _own_kind(path)):
+    options.pop("filters", None)
+    target = path / default_name(kind, fmt, selection, **options)
+    if force or target.name != f"{kind}.{fmt}" or not target.is_file() or kind != own_kind:
         return save_figure(fig, target, fmt)
     data = figure_bytes(fig, fmt)
     try:
@@ -612,26 +612,6 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
         raise PlotError(f"{target} is the folder's own figure and would change; pass "
                         "--force to redraw it, or --out FILE to draw elsewhere")
     return target
-
-
-def _own_kind(path: Path) -> str:
-    """The kind of the figure the folder's own command draws: a run's curves,
-    a sweep's default figure (``bnexp sweep`` draws it)."""
-    return _figure(path, None)[1] if (path / SWEEP_FILE).is_file() else "curves"
-
-
-def _canonical_filters(path: Path, filters: list[str]) -> list[str]:
-    """``--filter`` choices with each value in its one spelling (``lr=1e-3`` ->
-    ``lr=0.001``), as the sweep's grid holds it."""
-    if not filters:
-        return []
-    axes = dict(open_sweep(path).axes)
-    out = []
-    for text in filters:
-        key, _, value = text.partition("=")
-        hits = V.match(axes.get(key, []), value)
-        out.append(f"{key}={V.label(hits[0]) if hits else value}")
-    return out
 
 
 OPTION_DEFAULTS = {"panels": None, "lines": None, "x": None, "y": None, "metric": None,
@@ -651,14 +631,7 @@ def default_name(kind: str, fmt: str, filters: list[str] = (), **options) -> str
         key, _, value = text.partition("=")
         parts.append(f"{_short(key)}={value}")
     stem = "_".join(parts).replace("/", "_").replace("\\", "_").replace("\0", "_")
-    if stem.startswith("."):
-        stem = "_" + stem[1:]
-    if len(stem.encode("utf-8", "surrogatepass")) > 200:
-        import hashlib
-
-        digest = hashlib.sha1(stem.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        stem = f"{stem.encode('utf-8', 'surrogatepass')[:180].decode('utf-8', 'ignore')}~{digest}"
-    return f"{stem}.{fmt}"
+    return f"{short_name(stem, 200)}.{fmt}"
 
 
 def figure(path: str | Path, kind: str | None = None, *, ax=None, fig=None, **options):
@@ -678,7 +651,8 @@ def _figure(path: Path, kind: str | None, *, ax=None, fig=None, panels: str | No
             lines: str | None = None, x: str | None = None, y: str | None = None,
             metric: str | None = None, stat: str = "final", filters: list[str] = (),
             layer: int | None = None, band: str = "ci"):
-    """(figure, kind drawn)."""
+    """(figure, kind drawn, (the folder's own kind, the --filter choices as
+    ``key=value`` in each value's one spelling))."""
     if metric is not None and metric not in PLOT_METRICS:
         raise PlotError(f"--metric: got {metric!r}, expected one of {', '.join(PLOT_METRICS)}")
     if stat not in PLOT_STATS:
@@ -688,7 +662,8 @@ def _figure(path: Path, kind: str | None, *, ax=None, fig=None, panels: str | No
     if kind is not None and kind not in PLOT_KINDS:
         raise PlotError(f"--kind: got {kind!r}, expected one of {', '.join(PLOT_KINDS)}")
     if (path / METRICS_FILE).is_file() and not (path / SWEEP_FILE).is_file():
-        return _run_figure(path, kind or "curves", layer, ax, fig), kind or "curves"
+        return (_run_figure(path, kind or "curves", layer, ax, fig), kind or "curves",
+                ("curves", []))
     if not path.is_dir():
         raise PlotError(f"{path}: no such folder")
     if not (path / SWEEP_FILE).is_file():
@@ -701,7 +676,9 @@ def _figure(path: Path, kind: str | None, *, ax=None, fig=None, panels: str | No
     # The dimensions that vary; zipped keys vary together, the first stands for them.
     keys = [k for k, vals in data.axes if len(vals) > 1
             and (k not in data.zipped or k == data.zipped[0])]
-    kind = kind or _default_kind(data, keys)
+    default = _default_kind(data, keys)  # what the sweep itself draws, unfiltered
+    kind = kind or default
+    own = (default, list(data.selection))
     several = kind in ("grid", "activations")
     if several and ax is not None:
         raise PlotError(f"--kind {kind} draws several panels: pass fig= (a Figure or SubFigure), "
@@ -716,28 +693,28 @@ def _figure(path: Path, kind: str | None, *, ax=None, fig=None, panels: str | No
         if lines == panels:
             raise PlotError("--lines and --panels must be different keys")
         _check_others(data, [panels, lines])
-        return grid_figure(data, panels, lines, metric or "train_acc", band, fig), kind
+        return grid_figure(data, panels, lines, metric or "train_acc", band, fig), kind, own
     if kind == "final":
         x = x or _pick_x(data, keys)
         if lines is None:
             lines = _pick_lines(data, keys, x)
         _check_others(data, [x, lines])
-        return final_figure(data, x, lines, metric or "test_acc", stat, band, ax, fig), kind
+        return final_figure(data, x, lines, metric or "test_acc", stat, band, ax, fig), kind, own
     if kind == "heatmap":
         if not (x and y):
             if len(keys) < 2:
                 raise PlotError("--kind heatmap needs two swept keys (--x KEY --y KEY)")
             x, y = x or keys[0], y or next(k for k in keys if k != (x or keys[0]))
         _check_others(data, [x, y])
-        return heatmap_figure(data, x, y, metric or "test_acc", stat, ax, fig), kind
+        return heatmap_figure(data, x, y, metric or "test_acc", stat, ax, fig), kind, own
     if kind == "activations":
         runs = [(r.run_id, r.path) for r in data.runs if r.seed == min(q.seed for q in data.runs)]
-        return activations_figure(runs, layer, fig), kind
+        return activations_figure(runs, layer, fig), kind, own
     if kind == "landscape":
         lines = lines or (keys[0] if keys else None)
         _check_others(data, [lines])
-        return landscape_figure(data, lines, ax, fig), kind
-    return sweep_curves_figure(data, metric or "test_acc", band, ax, fig), kind
+        return landscape_figure(data, lines, ax, fig), kind, own
+    return sweep_curves_figure(data, metric or "test_acc", band, ax, fig), kind, own
 
 
 def _check_others(data: SweepData, used: list[str | None]) -> None:

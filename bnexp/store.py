@@ -25,6 +25,7 @@ import contextlib
 import csv
 import errno
 import functools
+import hashlib
 import io
 import json
 import os
@@ -350,6 +351,19 @@ def safe_component(name: Any) -> bool:
             and len(name.encode("utf-8", "surrogatepass")) <= 255)
 
 
+def short_name(text: str, limit: int) -> str:
+    """``text`` as one file or folder name of at most ``limit`` bytes: not hidden
+    (a leading '.' becomes '_'), and, where longer, cut and ended with ``~`` and
+    ten hex digits of its SHA-1, so that different names stay different."""
+    if text.startswith("."):
+        text = "_" + text[1:]
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    digest = hashlib.sha1(raw).hexdigest()[:10]
+    return f"{raw[:limit - 12].decode('utf-8', 'ignore')}~{digest}"
+
+
 @dataclass
 class RunRecord:
     """One run of a sweep, as its folder holds it."""
@@ -395,6 +409,7 @@ TABLES = {"diagnostics": (DIAGNOSTICS_FILE, DIAGNOSTIC_COLUMNS),
           "steps": (STEPS_FILE, STEP_COLUMNS),
           "landscape": (LANDSCAPE_FILE, LANDSCAPE_COLUMNS), "ics": (ICS_FILE, ICS_COLUMNS)}
 RESULT_KEYS = ("status", "final", "best_test_acc", "diverged_at", "variance_shift")  # run.json
+FINAL_KEYS = ("train_acc", "test_acc", "train_loss", "test_loss", "epoch")  # run.json final
 
 
 def check_info(info: dict, path: Path) -> None:
@@ -413,7 +428,7 @@ def check_info(info: dict, path: Path) -> None:
     final = info.get("final")
     if final is not None and not isinstance(final, dict):
         raise bad("final", "a mapping of the last evaluation")
-    for key in ("train_acc", "test_acc", "train_loss", "test_loss", "epoch"):
+    for key in FINAL_KEYS:
         v = (final or {}).get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise bad(f"final.{key}", "a number")
@@ -568,7 +583,7 @@ def _disagreements(run: RunRecord, row: dict, where: str) -> list[str]:
         if key not in row:
             continue
         cached = _parse(row[key]) if row[key] != "" else None
-        if not _equal(cached, value):
+        if not same_result(cached, value):
             out.append(f"{where}: {key} {row[key] or 'empty'}, but {run.path / RUN_FILE} says "
                        f"{value}; reports use run.json (rerun the sweep's command to rewrite "
                        "the summary)")
@@ -578,19 +593,19 @@ def _disagreements(run: RunRecord, row: dict, where: str) -> list[str]:
     except StoreError:
         return out  # a damaged metrics.csv: whatever reads its rows says so
     if rows:
-        last = rows[-1]
-        for col, key in (("train_acc", "final_train_acc"), ("test_acc", "final_test_acc"),
-                         ("train_loss", "final_train_loss"), ("test_loss", "final_test_loss"),
-                         ("epoch", "epochs")):
-            if not _equal(last[col], final[key]):
+        last, recorded = rows[-1], run.info["final"]  # a dict: check_info saw to it
+        for col in FINAL_KEYS:
+            if not same_result(last[col], recorded.get(col)):
                 out.append(f"{run.path / METRICS_FILE}: line {len(rows) + 1}: {col} {last[col]}, "
-                           f"but {run.path / RUN_FILE} says {final[key]} (damaged or edited "
-                           "file)")
+                           f"but {run.path / RUN_FILE} says {recorded.get(col)} (damaged or "
+                           "edited file)")
                 break
     return out
 
 
-def _equal(a: Any, b: Any) -> bool:
+def same_result(a: Any, b: Any) -> bool:
+    """Two recorded results are the same: numbers by value (NaN is NaN), None
+    only as None, anything else by ==."""
     if a is None or b is None:
         return a is b
     try:

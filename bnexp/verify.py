@@ -48,7 +48,7 @@ def _differences(old: list[dict], new: list[dict], columns: list[str], what: str
             if col in IGNORED:
                 continue
             x, y = a[col], b[col]
-            if _same(x, y):
+            if store.same_result(x, y):
                 continue
             first = first if first is not None else (i, col)
             try:
@@ -64,16 +64,6 @@ def _differences(old: list[dict], new: list[dict], columns: list[str], what: str
     return [f"{what}: {spread} (first at {at}, {first[1]})"]
 
 
-def _same(x, y) -> bool:
-    if isinstance(x, float) or isinstance(y, float):
-        try:
-            fx, fy = float(x), float(y)
-        except (TypeError, ValueError):
-            return False
-        return fx == fy or (math.isnan(fx) and math.isnan(fy))
-    return x == y
-
-
 def _result_differences(old: dict, new: dict) -> list[str]:
     """run.json's results (``store.RESULT_KEYS``: what tables and verdicts read)
     that the recomputed run does not reproduce exactly."""
@@ -83,10 +73,10 @@ def _result_differences(old: dict, new: dict) -> list[str]:
         if isinstance(a, dict) or isinstance(b, dict):
             a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
             for sub in sorted(set(a) | set(b)):
-                if sub not in IGNORED and not _same(a.get(sub), b.get(sub)):
+                if sub not in IGNORED and not store.same_result(a.get(sub), b.get(sub)):
                     out.append(f"run.json: {key}.{sub} {b.get(sub)}, the saved run has "
                                f"{a.get(sub)}")
-        elif not _same(a, b):
+        elif not store.same_result(a, b):
             out.append(f"run.json: {key} {b}, the saved run has {a}")
     return out
 

@@ -92,8 +92,8 @@ def test_safe_component(name, ok):
     (None, None, True), (None, 0, False), (0, None, False), (1, 1.0, True), ("1", 1, True),
     ("0.5", 0.5, True), (math.nan, math.nan, True), (math.nan, 1.0, False), (1.0, 2.0, False),
     ("x", "x", True), ("x", "y", False), ("x", 1, False)])
-def test_equal(a, b, eq):
-    assert store._equal(a, b) is eq
+def test_same_result(a, b, eq):
+    assert store.same_result(a, b) is eq
 
 
 GOOD = {"status": "completed", "seed": 1, "final": {"train_acc": 0.9, "test_acc": 0.8,

@@ -4,7 +4,6 @@ vary together) times seeds, expanded into validated points with stable run ids.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import Any
 from .. import config as cfgmod
 from .. import values as V
 from ..config import Config, ConfigError, show
+from ..store import short_name
 from ..yamlio import YamlError, parse_value
 
 MAX_RUN_ID_BYTES = 120  # longer ids are shortened with a hash (folder names stay short)
@@ -149,15 +149,7 @@ def run_id(values: dict[str, Any], seed: int, labels: dict[str, str]) -> str:
     """Readable and stable, e.g. ``norm=batch,weight_scale=0.01,seed=0``;
     shortened with a hash when longer than MAX_RUN_ID_BYTES bytes."""
     text = ",".join(f"{labels[k]}={_id_value(v)}" for k, v in values.items()) + f",seed={seed}"
-    text = text.lstrip(",")
-    if text.startswith("."):
-        text = "_" + text[1:]
-    raw = text.encode("utf-8", "surrogatepass")
-    if len(raw) > MAX_RUN_ID_BYTES:
-        digest = hashlib.sha1(raw).hexdigest()[:10]
-        head = raw[:MAX_RUN_ID_BYTES - 12].decode("utf-8", "ignore")
-        text = f"{head}~{digest}"
-    return text
+    return short_name(text.lstrip(","), MAX_RUN_ID_BYTES)
 
 
 # --- building a sweep ------------------------------------------------------------
