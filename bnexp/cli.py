@@ -130,9 +130,10 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
     Writes config.yaml (resolved), metrics.csv, run.json, curves.png, the
     trained model (model.npz) and, when enabled, diagnostics.csv and steps.csv
     into OUT/<name>/. The same config and seed give the same metrics, bit for
-    bit, on this machine. With train.checkpoint_every N, a run killed after a
-    checkpoint resumes from it when the same command runs again (--force
-    starts it over).
+    bit, on this machine. The same command finishes a stopped run: from its
+    last checkpoint (train.checkpoint_every N) where there is one, else from
+    the start (--force always starts over). A second train into a folder
+    that one is writing is refused.
 
     \b
     Example:
@@ -366,7 +367,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
 @click.option("--layer", type=int, help="activations: hidden layer (default: the last).")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only runs with this value of a swept key (repeatable).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: in PATH).")
+@click.option("--out", type=click.Path(), help="Output file (default: in PATH).")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default=None,
               help="File format (default: from --out's extension, else png).")
 @click.option("--force", is_flag=True,
@@ -410,12 +411,12 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
 
 @main.command()
 @click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=click.Path(),
               help="Markdown file to write (default: SWEEP_DIR/report.md).")
 @click.option("--figures", type=click.Path(file_okay=False),
               help="Folder for the figures (default: next to the page, figures/).")
 @click.option("--title", help="Page title (with it, each sweep is a section).")
-@click.option("--intro", type=click.Path(dir_okay=False),
+@click.option("--intro", type=click.Path(),
               help="A Markdown file whose text opens the page.")
 @click.option("--check", is_flag=True,
               help="Also print each claim's verdict, and exit 1 if any check's outcome "
@@ -525,7 +526,7 @@ def verify(path: str, jobs: int | None, quiet: bool) -> None:
               help="Evaluate on this dataset's full splits instead of the run's own.")
 @click.option("--root", type=click.Path(file_okay=False),
               help="With --data: the folder holding its IDX files.")
-@click.option("--model", type=click.Path(dir_okay=False),
+@click.option("--model", type=click.Path(),
               help="Model file (default RUN/model.npz; e.g. RUN/model_folded.npz).")
 def eval_run(run: str, dataset: str | None, root: str | None, model: str | None) -> None:
     """Rebuild a run's saved model and evaluate it in eval mode.
@@ -568,9 +569,10 @@ def eval_run(run: str, dataset: str | None, root: str | None, model: str | None)
 
 @main.command()
 @click.argument("run", type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=click.Path(),
               help="Folded model file (default RUN/model_folded.npz).")
-def fold(run: str, out: str | None) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+def fold(run: str, out: str | None, force: bool) -> None:
     """Fold every BatchNorm into the Linear or Conv2d before it, for inference.
 
     In eval mode BN is a fixed per-channel scale and shift, which the layer
@@ -590,7 +592,7 @@ def fold(run: str, out: str | None) -> None:
     from .deploy import fold_run
 
     try:
-        r = fold_run(run, out)
+        r = fold_run(run, out, force=force)
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     click.echo(f"folded {', '.join(r.folded)} -> {r.out}")
@@ -602,7 +604,7 @@ def fold(run: str, out: str | None) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False), default="reduction_axes.png",
+@click.option("--out", type=click.Path(), default="reduction_axes.png",
               show_default=True, help="Output file; its extension decides the format.")
 @click.option("--batch", type=click.IntRange(2, 32), default=6, show_default=True,
               help="Images in the batch (rows of each panel).")
@@ -666,7 +668,7 @@ def list_experiments() -> None:
 
 @main.command()
 @click.argument("name")
-@click.argument("dest", required=False, type=click.Path(dir_okay=False))
+@click.argument("dest", required=False, type=click.Path())
 @click.option("--force", is_flag=True, help="Overwrite DEST if it exists.")
 def init(name: str, dest: str | None, force: bool) -> None:
     """Copy the shipped experiment NAME to DEST (default: ./NAME.yaml) to edit.

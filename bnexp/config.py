@@ -145,6 +145,7 @@ def word(v):
 MAX_WIDTH, MAX_LAYERS = 100_000, 100
 MAX_PARAMS = 100_000_000  # 400 MB of float32 weights, 800 MB of float64
 MAX_SAMPLES = 10_000_000
+MAX_WEIGHT_SCALE = 1e6
 MAX_SYNTHETIC_VALUES = 100_000_000  # n x dim floats of a synthetic dataset (800 MB)
 
 
@@ -179,9 +180,10 @@ def weight_scale(v):
     if isinstance(v, str) and v in INIT_NAMES:
         return v, None
     f = _as_float(v)
-    if f is not None and f > 0 and f == f and f != float("inf"):
+    if f is not None and 0 < f <= MAX_WEIGHT_SCALE:
         return f, None
-    return None, "a positive number (Gaussian std), he or xavier"
+    return None, (f"a positive number up to {MAX_WEIGHT_SCALE:,.0f} (the Gaussian std; larger "
+                  "weights overflow float32 within a few layers), he or xavier")
 
 
 def spec(default: Any, check: Check, help: str = "") -> Any:
@@ -233,7 +235,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class NormConfig:
     momentum: float | None = spec(0.1, number(lo=0.0, hi=1.0, allow_none=True))
-    eps: float = spec(1e-5, number(lo=0.0))
+    eps: float = spec(1e-5, number(lo=0.0, lo_open=True),
+                      "> 0: keeps 1/sqrt(var + eps) finite where a batch's variance is 0")
     affine: bool | None = spec(None, boolean_or_null,
                                "null = the norm's PyTorch default (false for instance)")
     track_running_stats: bool | None = spec(
@@ -385,6 +388,19 @@ def _section(cls, raw: Any, prefix: str, errors: list[str]):
     return values
 
 
+CNN_ONLY = ("channels", "kernel", "pool", "head")  # model keys an mlp refuses
+
+
+def cnn_keys_dropped(raw: Mapping) -> dict:
+    """``raw`` without the CNN-only model keys where it describes an mlp. A
+    sweep over ``model.arch`` sets them once for its cnn points; its mlp
+    points are the MLP they describe (and say so in their config.yaml)."""
+    model = raw.get("model") if isinstance(raw, Mapping) else None
+    if not isinstance(model, Mapping) or model.get("arch", "mlp") != "mlp":
+        return dict(raw)
+    return {**raw, "model": {k: v for k, v in model.items() if k not in CNN_ONLY}}
+
+
 def _cross_checks(cfg: Config, errors: list[str]) -> None:
     m, d, t = cfg.model, cfg.data, cfg.train
     cnn = m.arch == "cnn"
@@ -399,6 +415,17 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
                 f"model.groups: got {m.groups}, expected a divisor of every {what} "
                 f"({', '.join(map(str, sorted(set(bad))))} is not divisible by {m.groups}; "
                 f"groups that work: {ok})")
+    if not cnn:
+        for key in CNN_ONLY:
+            value = getattr(m, key)
+            if value != ModelConfig.__dataclass_fields__[key].default:
+                shown = show(list(value) if isinstance(value, tuple) else value)
+                errors.append(f"model.{key}: got {shown}, used only with model.arch 'cnn'; "
+                              "remove it, or set model.arch: cnn")
+    if m.norm == "weight" and m.placement == "after":
+        errors.append("model.placement: got 'after', expected 'before' with model.norm 'weight' "
+                      "(weight norm reparametrizes the layer's own weights: it has no place "
+                      "after the activation)")
     if not cnn and not m.hidden:
         errors.append("model.hidden: got [], expected at least one width for model.arch 'mlp'")
     if t.kernels == "numba" and importlib.util.find_spec("numba") is None:

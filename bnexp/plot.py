@@ -24,6 +24,7 @@ from .store import (
     RunRecord,
     StoreError,
     atomic_write,
+    check_output,
     open_sweep,
     read_csv,
     read_json,
@@ -596,6 +597,8 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     or otherwise derived plot never overwrites it."""
     path = Path(path)
     fmt = output_format(out, fmt)
+    if out:
+        check_output(Path(out))
     fig, kind, (own_kind, selection) = _figure(path, kind, **options)
     if out:
         return save_figure(fig, Path(out), fmt)

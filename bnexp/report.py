@@ -42,6 +42,8 @@ from .store import (
     StoreError,
     SweepFolder,
     atomic_write,
+    check_output,
+    ensure_dir,
     open_sweep,
 )
 
@@ -168,7 +170,7 @@ def sweep_section(sweep_dir: str | Path, figures_dir: str | Path, page_dir: str 
     provenance = _provenance(folder)
     if provenance:
         out += [provenance, ""]
-    figures_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(figures_dir)
     for i, spec in enumerate(report.get("figures") or [{}]):
         spec = dict(spec)
         kind = spec.pop("kind", None)
@@ -192,6 +194,7 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path | None = None,
     if not sweep_dirs:
         raise ReportError("no sweep folder given")
     out = Path(out) if out else Path(sweep_dirs[0]) / "report.md"
+    check_output(out)  # before any figure is drawn: a refused page writes nothing
     figures_dir = Path(figures_dir) if figures_dir else out.parent / "figures"
     parts = []
     if title:

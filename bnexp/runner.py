@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import store
+from . import files, store
 from .config import Config, dump
 
 
@@ -49,15 +49,18 @@ def resumable(run_dir: Path | None, cfg: Config):
     return ckpt if config_text == dump(cfg) else None
 
 
-def _cut_short(run_dir: Path, cfg: Config) -> bool:
-    """The folder holds this very config's run, stopped (interrupted) before a
-    checkpoint it could resume from: the same command starts it over."""
-    if store.run_status(run_dir) != "interrupted":
+def _restartable(run_dir: Path, cfg: Config) -> bool:
+    """The folder holds this very config's run, unfinished (killed, cut short,
+    failed) and with no checkpoint to resume from: the same command starts it
+    over. Call only holding the folder (no other process runs it)."""
+    if store.run_status(run_dir) in (*store.FINISHED, None):
         return False
     try:
-        return (Path(run_dir) / store.CONFIG_FILE).read_text(encoding="utf-8") == dump(cfg)
-    except OSError:
+        saved = files.read_bytes(Path(run_dir) / store.CONFIG_FILE, store.MAX_JSON_BYTES,
+                                 "config file")
+    except files.FileError:
         return False
+    return saved.decode("utf-8", "replace") == dump(cfg)
 
 
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
@@ -168,9 +171,16 @@ def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
 
     run_dir = Path(run_dir)
     check(cfg)  # the data and its sizes, before anything is written
+    with store.lock(run_dir, "train"):  # a second train into this folder is refused
+        return _execute(cfg, run_dir, force=force, argv=argv, plot=plot, on_eval=on_eval,
+                        threads=threads)
+
+
+def _execute(cfg: Config, run_dir: Path, *, force: bool, argv, plot, on_eval, threads) -> dict:
+    store.remove_stale_temp(run_dir)  # a killed writer's; this process holds the folder
     resume = None if force else resumable(run_dir, cfg)  # --force starts over
     if resume is None:
-        store.prepare_run_dir(run_dir, force or _cut_short(run_dir, cfg))
+        store.prepare_run_dir(run_dir, force or _restartable(run_dir, cfg))
     command = reproduce_command(cfg, run_dir)
     mark(run_dir, cfg, "running", command, argv)
 

@@ -25,11 +25,13 @@ import contextlib
 import csv
 import errno
 import functools
+import glob
 import hashlib
 import io
 import json
 import os
 import signal
+import stat
 import tempfile
 import threading
 import warnings as _warnings
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import files
 from . import values as V
 
 # Every file of a run folder and of a sweep folder, named once.
@@ -58,6 +61,8 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, DIAGNOSTICS_FILE, STEPS_FILE, RUN_FILE, 
 FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
 STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
 TMP_SUFFIX = ".tmp"
+MAX_TABLE_BYTES = 1 << 30  # a CSV bnexp wrote: a 100k-run summary is ~30 MB
+MAX_JSON_BYTES = 64 << 20  # run.json: a few kB, a long traceback included
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -116,11 +121,21 @@ def signals_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def check_output(path: Path) -> None:
+    """Refuse an output path that is neither new nor a regular file (a device
+    node, a fifo, a folder): the rename would replace it."""
+    try:
+        files.check_output(path)
+    except files.FileError as exc:
+        raise StoreError(str(exc)) from None
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a
     rename. On any failure (a full disk, say) the old file is left as it was;
     a signal that arrives meanwhile takes effect once the write is whole."""
     path = Path(path)
+    check_output(path)
     ensure_dir(path.parent)
     with signals_deferred():
         try:
@@ -140,13 +155,15 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             raise
 
 
-def remove_stale_temp(folder: Path, recursive: bool = False) -> list[Path]:
-    """Remove temporary files that a killed writer left (``.NAME.xxxx.tmp``).
-    Call only while holding the folder (its lock, or as its only writer)."""
+def remove_stale_temp(folder: Path, recursive: bool = False, name: str | None = None
+                      ) -> list[Path]:
+    """Remove temporary files that a killed writer left (``.NAME.xxxx.tmp``;
+    with ``name``, only those of that file). Call only while holding the
+    folder (its lock, or as its only writer)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = f".*{TMP_SUFFIX}"
+    pattern = f".{glob.escape(name)}.*{TMP_SUFFIX}" if name else f".*{TMP_SUFFIX}"
     found = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
     for p in found:
         with contextlib.suppress(OSError):
@@ -183,27 +200,25 @@ def read_csv(path: Path, columns: list[str] | tuple[str, ...] = (), parse: bool 
     fields (a truncated or edited file) is one StoreError line."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise StoreError(f"{path}: empty file (expected a header line)")
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise StoreError(f"{path}: missing column(s) {', '.join(missing)} "
-                                 "(damaged, or written by another program)")
-            rows = []
-            for cells in reader:
-                if len(cells) != len(header):
-                    raise StoreError(f"{path}: line {reader.line_num} has {len(cells)} fields, "
-                                     f"expected {len(header)} (truncated or damaged file)")
-                rows.append({k: (_parse(v) if parse else v) for k, v in zip(header, cells)})
-    except FileNotFoundError:
-        raise StoreError(f"{path}: no such file") from None
+        text = files.read_bytes(path, MAX_TABLE_BYTES, "CSV file").decode("utf-8")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise StoreError(f"{path}: empty file (expected a header line)")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise StoreError(f"{path}: missing column(s) {', '.join(missing)} "
+                             "(damaged, or written by another program)")
+        rows = []
+        for cells in reader:
+            if len(cells) != len(header):
+                raise StoreError(f"{path}: line {reader.line_num} has {len(cells)} fields, "
+                                 f"expected {len(header)} (truncated or damaged file)")
+            rows.append({k: (_parse(v) if parse else v) for k, v in zip(header, cells)})
+    except files.FileError as exc:
+        raise StoreError(str(exc)) from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise StoreError(f"{path}: not a readable CSV file ({exc})") from None
-    except OSError as exc:
-        raise _os_problem(exc, path, "read") from None
     return rows
 
 
@@ -219,8 +234,8 @@ def _parse(v: str):
 def read_json(path: Path) -> dict | None:
     """A JSON object, or None where there is none (missing, damaged or not an object)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(files.read_bytes(path, MAX_JSON_BYTES, "JSON file"))
+    except (files.FileError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -306,30 +321,30 @@ def is_sweep_dir(path: Path) -> bool:
 
 # --- the folder lock ---------------------------------------------------------------
 
+LOCK_FILE = ".lock"
+
+
 @contextlib.contextmanager
 def lock(folder: Path, holder: str):
-    """Hold ``folder`` for one bnexp process (a sweep, or a train into one of a
-    sweep's runs): a second one is refused, not queued. ``holder`` names the
-    process in the refusal (``sweep``, ``train``)."""
+    """Hold ``folder`` for one bnexp process (a sweep, a train): a second one
+    is refused, not queued. ``holder`` names the process in the refusal
+    (``sweep``, ``train``). The lock is an flock on ``folder/.lock``, which
+    names its holder and is removed on release (so a finished run folder
+    holds only the run's files); a process that locked a file just removed
+    finds the path gone or another file there, and tries again."""
     folder = ensure_dir(folder)
-    path = folder / ".lock"
-    try:
-        fh = open(path, "a+")
-    except OSError as exc:
-        raise _os_problem(exc, path, "write") from None
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock
-        fcntl = None
-    if fcntl is not None:
+    path = folder / LOCK_FILE
+    for _ in range(100):
+        fh = _locked(path, folder)
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
         except OSError:
-            fh.seek(0)
-            other = fh.read().strip() or "another process"
-            fh.close()
-            raise StoreError(f"{folder} is in use by another bnexp process ({other}); wait "
-                             "for it to finish or stop it first") from None
+            same = False
+        if same:
+            break
+        fh.close()
+    else:  # pragma: no cover - another process removing and recreating it 100 times
+        raise StoreError(f"{path}: keeps changing; is another bnexp process starting here?")
     fh.seek(0)
     fh.truncate()
     node = os.uname().nodename if hasattr(os, "uname") else "?"
@@ -338,7 +353,36 @@ def lock(folder: Path, holder: str):
     try:
         yield
     finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding it: no one else can have it
         fh.close()  # releases the lock
+
+
+def _locked(path: Path, folder: Path):
+    """``path`` opened (created if need be) and flocked, or StoreError."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as exc:
+        raise _os_problem(exc, path, "write") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise StoreError(f"{path}: is {files.kind(mode)}, not the regular file bnexp keeps its "
+                         "folder lock in; remove it")
+    fh = os.fdopen(fd, "r+")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return fh
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        other = fh.read().strip() or "another process"
+        fh.close()
+        raise StoreError(f"{folder} is in use by another bnexp process ({other}); wait "
+                         "for it to finish or stop it first") from None
+    return fh
 
 
 # --- the sweep-folder reader -------------------------------------------------------

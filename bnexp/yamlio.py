@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from . import files
+
 MAX_BYTES = 16 << 20  # a config or sweep.yaml; a generated 100k-value grid is ~2 MB
 MAX_DEPTH = 64  # mapping/list nesting
 MAX_VALUES = 1_000_000  # values after expanding aliases
@@ -127,20 +129,12 @@ def loads(text: str, source: str) -> Any:
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
-    """A UTF-8 text file, or one line saying why it cannot be read."""
-    path = Path(path)
+    """A UTF-8 text file, or one line saying why it cannot be read (not a
+    regular file: a device, a fifo, a folder; larger than MAX_BYTES)."""
     try:
-        if path.is_dir():
-            raise YamlError([f"{path}: is a folder, expected a {what}"])
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise YamlError([f"{path}: {size / 1e6:.1f} MB is too large for a {what} "
-                             f"(at most {MAX_BYTES >> 20} MiB)"])
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise YamlError([f"{path}: no such file"]) from None
-    except OSError as exc:
-        raise YamlError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+        data = files.read_bytes(path, MAX_BYTES, what)
+    except files.FileError as exc:
+        raise YamlError([str(exc)]) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

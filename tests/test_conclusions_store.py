@@ -232,8 +232,10 @@ def test_the_folder_lock_refuses_a_second_holder(tmp_path):
                 pass
         assert str(exc.value).startswith(f"{tmp_path} is in use by another bnexp process "
                                          "(bnexp sweep, pid ")
+    assert not (tmp_path / ".lock").exists()  # removed on release
     with store.lock(tmp_path, "train"):
         assert (tmp_path / ".lock").read_text().startswith("bnexp train, pid ")
+    assert not (tmp_path / ".lock").exists()
 
 
 # --- summaries -----------------------------------------------------------------------
@@ -279,7 +281,7 @@ def test_aggregate_of_a_point_with_one_run():
 def test_reading_a_folder_as_a_file_is_one_line(tmp_path):
     with pytest.raises(StoreError) as exc:
         store.read_csv(tmp_path)
-    assert str(exc.value) == f"cannot read {tmp_path}: Is a directory"
+    assert str(exc.value) == f"{tmp_path}: is a folder, expected a CSV file (a regular file)"
 
 
 def test_a_sweep_folder_is_named_for_its_folder():

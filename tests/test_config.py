@@ -77,7 +77,8 @@ def test_types_are_strict_but_yaml_number_strings_are_numbers():
     assert cfg.norm.eps == 1e-5 and cfg.norm.momentum is None
     assert cfg.init.weight_scale == "he"
     assert errors_of({"init": {"weight_scale": "big"}}) == [
-        "init.weight_scale: got 'big', expected a positive number (Gaussian std), he or xavier"]
+        "init.weight_scale: got 'big', expected a positive number up to 1,000,000 (the Gaussian "
+        "std; larger weights overflow float32 within a few layers), he or xavier"]
     assert errors_of({"norm": {"affine": "yes please"}}) == [
         "norm.affine: got 'yes please', expected true, false or null"]
     assert errors_of({"seed": True}) == ["seed: got true, expected an integer >= 0"]

@@ -78,7 +78,8 @@ def test_weight_norm_matches_torch():
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_weight_norm_networks_train_save_and_rebuild(arch):
-    cfg = config.from_dict({"model": {"arch": arch, "norm": "weight", "channels": [4],
+    cnn = {"channels": [4]} if arch == "cnn" else {}
+    cfg = config.from_dict({"model": {"arch": arch, "norm": "weight", **cnn,
                                       "hidden": [20] if arch == "mlp" else []},
                             "init": {"weight_scale": "he"}, "data": {"n_train": 300,
                                                                      "n_test": 100},

@@ -16,10 +16,12 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .. import files
 from .sources import FILES, SYSTEM_DIRS, DataError, cache_dir, verify_raw
 
 
@@ -47,29 +49,52 @@ def locate(name: str, root: str | None) -> dict[str, Path] | None:
     return None
 
 
+MAX_IDX_BYTES = 1 << 30  # full MNIST's training images are 47 MB
+
+
 def read_idx(path: Path, name: str | None = None) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (magic 0x0000080N, N dims); with
-    ``name``, also check the decompressed bytes' SHA-256 where it is known."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    ``name``, also check the decompressed bytes' SHA-256 where it is known.
+    Bounded: a regular file only; the header's shape is checked against
+    MAX_IDX_BYTES (and, uncompressed, against the file's size) before the
+    data is read, and decompression stops at the size the header promises."""
     try:
-        with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
+        with files.open_regular(path, "IDX file") as raw:
+            packed = path.suffix == ".gz"
+            fh = gzip.GzipFile(fileobj=raw, mode="rb") if packed else raw
+            head = _idx_header(fh, path)
+            shape = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big")
+                          for i in range(head[3]))
+            n = int(np.prod(shape, dtype=object))
+            if n > MAX_IDX_BYTES:
+                raise DataError(f"{path}: the header declares shape {shape} ({n:,} bytes); "
+                                f"at most {MAX_IDX_BYTES:,} for an IDX file")
+            if not packed and files.size_of(raw) != len(head) + n:
+                raise DataError(f"{path}: {files.size_of(raw):,} bytes, expected "
+                                f"{len(head) + n:,} for shape {shape} (truncated or corrupt)")
+            body = files.read_exactly(fh, n, path, f"shape {shape}")
+            if fh.read(1):
+                raise DataError(f"{path}: longer than the {len(head) + n:,} bytes its header "
+                                f"promises for shape {shape} (corrupt)")
+    except files.FileError as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
+    data = head + body
     if name is not None:
         verify_raw(name, path.name.removesuffix(".gz"), data, path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+    return np.frombuffer(data, dtype=np.uint8, offset=len(head)).reshape(shape)
+
+
+def _idx_header(fh, path: Path) -> bytes:
+    """The magic number and the dimensions, read and checked."""
+    magic = fh.read(4)
+    if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or not 1 <= magic[3] <= 4:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = fh.read(4 * magic[3])
+    if len(dims) < 4 * magic[3]:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise DataError(f"{path}: {len(data)} bytes, expected {expected} for shape {shape} "
-                        "(truncated or corrupt)")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    return magic + dims
 
 
 CLASSES = 10  # MNIST and Fashion-MNIST labels are 0..9

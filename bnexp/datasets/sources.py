@@ -9,6 +9,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from .. import files
+
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -62,9 +64,13 @@ def cache_dir(name: str | None = None) -> Path:
 
 
 def file_md5(path: Path) -> str:
-    """MD5 of a file, read in chunks."""
+    """MD5 of a regular file, read in chunks."""
     h = hashlib.md5()
-    with open(path, "rb") as fh:
+    try:
+        fh = files.open_regular(path, "dataset file")
+    except files.FileError as exc:
+        raise DataError(str(exc)) from None
+    with fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()

@@ -253,10 +253,24 @@ class Network:
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` (``layer_name.key`` -> array, as ``state_dict`` gives)
+        into every param and buffer. All are checked first (present, the same
+        shape, a dtype that casts within its kind): ValueError, nothing copied."""
+        pairs = []
         for name, layer in self.named_layers():
             for store in (layer.params, layer.buffers):
-                for key in store:
-                    store[key][...] = state[f"{name}.{key}"]
+                for key, target in store.items():
+                    full = f"{name}.{key}"
+                    if full not in state:
+                        raise ValueError(f"no {full} in the state to load")
+                    value = np.asarray(state[full])
+                    if value.shape != target.shape or not np.can_cast(value.dtype, target.dtype,
+                                                                      "same_kind"):
+                        raise ValueError(f"{full}: {value.dtype} {value.shape}, expected "
+                                         f"{target.dtype} {target.shape}")
+                    pairs.append((target, value))
+        for target, value in pairs:
+            target[...] = value
 
 
 MLP = Network  # the engine's name for it before it built CNNs

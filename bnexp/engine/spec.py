@@ -5,15 +5,24 @@ arrays (every layer's type and settings, in order), and BatchNorm folding.
 the same layers (parameters zero-initialised: load the arrays with
 ``load_state_dict``). ``fold_batchnorm(net)`` -> a new Network in which every
 eval-mode BatchNorm is merged into the Linear or Conv2d right before it.
+
+A description read from a file is checked before anything is built:
+``check_description(desc)`` (every field's type and range, and that the
+layers fit together, from the input shape to the logits) and
+``check_arrays(desc, arrays)`` (each parameter and buffer the layers would
+make has the shape and dtype of the file's array; none missing, none extra).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 
 import numpy as np
 
-from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
+from ..choices import CONVENTIONS, RENORM_RUNNING
+from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .model import Network
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Renorm, WeightNorm
@@ -115,8 +124,8 @@ def describe(net: Network) -> dict:
 
 
 def rebuild(desc: dict) -> Network:
-    if desc.get("format") != FORMAT:
-        raise ValueError(f"model format {desc.get('format')!r}; this bnexp reads {FORMAT}")
+    """The Network ``desc`` describes (checked first: ValueError, one line)."""
+    check_description(desc)
     dtype = np.dtype(desc["dtype"])
     layers = [build_layer(d, dtype) for d in desc["layers"]]
     shape = desc["input_shape"]
@@ -179,3 +188,335 @@ def _merged(prev: Linear | Conv2d, bn: BatchNorm) -> Linear | Conv2d:
     new.params["b"][...] = (b - mean) * s + beta
     new.input_grad = prev.input_grad
     return new
+
+
+# --- checking a description read from a file ------------------------------------
+
+MAX_SIZE = 2**31 - 1  # any width, channel count, kernel, stride or padding
+MAX_SAMPLE_VALUES = 1 << 24  # one sample at any layer: its output, or a conv's windows
+MAX_EVAL_CHUNK = 1 << 16  # samples per evaluation chunk
+MAX_CHUNK_VALUES = 1 << 28  # eval_chunk x the largest of those: a chunk's work arrays
+MAX_NAME = 200  # characters of a layer name
+DTYPES = ("float32", "float64")
+_TOP_KEYS = ("format", "dtype", "input_shape", "eval_chunk", "layers")
+_NORMS = ("BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm")
+_IMAGE_ONLY = ("Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """What a checked description takes and gives, per sample."""
+
+    input: tuple[int, ...]  # as the first layer takes it: (D,) rows or (C, H, W) images
+    outputs: int  # logits: one per class
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    """A finite int or float (as a float: JSON's 10**400 is an int no float holds)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+# Each check returns what is expected, or None when the value is fine.
+def _size(v):
+    return None if _is_int(v) and 1 <= v <= MAX_SIZE else f"an integer from 1 to {MAX_SIZE:,}"
+
+
+def _padding(v):
+    return None if _is_int(v) and 0 <= v <= MAX_SIZE else f"an integer from 0 to {MAX_SIZE:,}"
+
+
+def _flag(v):
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _eps(v):
+    return None if _is_number(v) and v >= 0 else "a finite number >= 0"
+
+
+def _momentum(v):
+    return None if v is None or (_is_number(v) and 0 <= v <= 1) else "null or a number in [0, 1]"
+
+
+def _p(v):
+    return None if _is_number(v) and 0 <= v < 1 else "a number in [0, 1)"
+
+
+def _sigma(v):
+    return None if _is_number(v) and v >= 0 else "a finite number >= 0"
+
+
+def _convention(v):
+    return None if v in CONVENTIONS else " or ".join(CONVENTIONS)
+
+
+def _ghost(v):
+    return None if v is None else _size(v)
+
+
+def _renorm_field(v):
+    try:
+        _renorm(v)
+    except (TypeError, ValueError):
+        return ("null or batch renorm's settings {rmax >= 1, dmax >= 0, warmup >= 0, "
+                f"bn_steps >= 0, running: {' or '.join(RENORM_RUNNING)}}}")
+    return None
+
+
+_FIELDS = {
+    "Linear": {"in": _size, "out": _size, "bias": _flag},
+    "Conv2d": {"in": _size, "out": _size, "kernel": _size, "stride": _size,
+               "padding": _padding, "bias": _flag},
+    "BatchNorm": {"channels": _size, "momentum": _momentum, "eps": _eps, "affine": _flag,
+                  "track_running_stats": _flag, "convention": _convention,
+                  "ghost_batch": _ghost, "renorm": _renorm_field},
+    "InstanceNorm": {"channels": _size, "eps": _eps, "momentum": _momentum, "affine": _flag,
+                     "track_running_stats": _flag},
+    "GroupNorm": {"channels": _size, "groups": _size, "eps": _eps, "affine": _flag},
+    "LayerNorm": {"channels": _size, "eps": _eps, "affine": _flag},
+    "Dropout": {"p": _p},
+    "NoisyShift": {"sigma": _sigma},
+    "WeightNorm": {"inner": None},  # checked as a layer of its own
+    "MaxPool2d": {"kernel": _size, "stride": _size},
+    "AvgPool2d": {"kernel": _size, "stride": _size},
+    **{kind: {} for kind in _SIMPLE},
+}
+_OPTIONAL = {("BatchNorm", "ghost_batch"), ("BatchNorm", "renorm")}  # newer than the format
+
+
+def _check_layer(d, where: str, named: bool = True) -> None:
+    """One layer's description: a known type with exactly its fields, each of
+    the type and in the range its layer accepts."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: got {_show(d)}, expected a layer (an object with a type)")
+    kind = d.get("type")
+    if not isinstance(kind, str) or kind not in _FIELDS:
+        raise ValueError(f"{where}: type {_show(kind)} is not a layer bnexp knows "
+                         f"({', '.join(_FIELDS)})")
+    fields = _FIELDS[kind]
+    extra = sorted(set(d) - set(fields) - {"type"} - ({"name"} if named else set()))
+    if extra:
+        raise ValueError(f"{where}: {kind} has no field {_show(extra[0])} (its fields: "
+                         f"{', '.join(fields) or 'none'})")
+    for key, check in fields.items():
+        if key not in d:
+            if (kind, key) in _OPTIONAL:
+                continue
+            raise ValueError(f"{where}: {kind} needs {key!r}")
+        want = check(d[key]) if check else None
+        if want:
+            raise ValueError(f"{where}: {key}: got {_show(d[key])}, expected {want}")
+    if kind == "GroupNorm" and d["channels"] % d["groups"]:
+        raise ValueError(f"{where}: channels={d['channels']} must be divisible by "
+                         f"groups={d['groups']}")
+    if kind == "BatchNorm" and _renorm(d.get("renorm")) and not d["track_running_stats"]:
+        raise ValueError(f"{where}: renorm needs track_running_stats true")
+    if kind == "WeightNorm":
+        _check_layer(d["inner"], f"{where}: inner", named=False)
+        if d["inner"]["type"] not in ("Linear", "Conv2d"):
+            raise ValueError(f"{where}: inner: type {d['inner']['type']!r}, expected Linear "
+                             "or Conv2d (weight norm reparametrizes a weight)")
+
+
+def _check_top(desc) -> None:
+    if not isinstance(desc, dict):
+        raise ValueError(f"network: got {_show(desc)}, expected a layer list's description")
+    extra = sorted(set(desc) - set(_TOP_KEYS))
+    missing = [k for k in _TOP_KEYS if k not in desc]
+    if extra or missing:
+        what = f"no key {extra[0]!r}" if extra else f"needs {missing[0]!r}"
+        raise ValueError(f"network: {what} (its keys: {', '.join(_TOP_KEYS)})")
+    fmt = desc["format"]
+    if not _is_int(fmt) or fmt != FORMAT:
+        raise ValueError(f"model format {_show(fmt)}; this bnexp reads {FORMAT}")
+    if desc["dtype"] not in DTYPES:
+        raise ValueError(f"dtype: got {_show(desc['dtype'])}, expected {' or '.join(DTYPES)}")
+    chunk = desc["eval_chunk"]
+    if not (_is_int(chunk) and 1 <= chunk <= MAX_EVAL_CHUNK):
+        raise ValueError(f"eval_chunk: got {_show(chunk)}, expected an integer from 1 to "
+                         f"{MAX_EVAL_CHUNK:,}")
+    shape = desc["input_shape"]
+    if shape is not None and not (isinstance(shape, list) and 1 <= len(shape) <= 3
+                                  and all(_size(n) is None for n in shape)):
+        raise ValueError(f"input_shape: got {_show(shape)}, expected null (rows) or a list of "
+                         "1 to 3 sizes >= 1 ([C, H, W] for images)")
+    layers = desc["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise ValueError(f"layers: got {_show(layers)}, expected a non-empty list of layers")
+
+
+def check_description(desc) -> Shapes:
+    """Check a description (as ``describe`` writes it, read from a file)
+    before anything is built: ValueError with one line saying what is wrong.
+    Returns the shape of a sample and the number of outputs."""
+    _check_top(desc)
+    seen = set()
+    for i, d in enumerate(desc["layers"]):
+        if not isinstance(d, dict):
+            raise ValueError(f"layers[{i}]: got {_show(d)}, expected a layer (an object)")
+        name = d.get("name")
+        where = f"layers[{i}]" + (f" ({_show(name)})" if isinstance(name, str) else "")
+        if not (isinstance(name, str) and 1 <= len(name) <= MAX_NAME):
+            raise ValueError(f"{where}: name: got {_show(name)}, expected a text of 1 to "
+                             f"{MAX_NAME} characters")
+        if name in seen:
+            raise ValueError(f"{where}: a second layer named {name!r} (names must be unique)")
+        seen.add(name)
+        _check_layer(d, where)
+    return _propagate(desc)
+
+
+def _first_width(layers: list[dict]) -> int:
+    """Features per sample of a description without input_shape (rows): what
+    the first layer that has a size takes."""
+    for i, d in enumerate(layers):
+        inner = d["inner"] if d["type"] == "WeightNorm" else d
+        if inner["type"] == "Linear":
+            return inner["in"]
+        if d["type"] in _NORMS:
+            return d["channels"]
+        if inner["type"] in _IMAGE_ONLY:
+            raise ValueError(f"input_shape: got null (rows), but layers[{i}] ({d['name']!r}) "
+                             f"is a {inner['type']}, which takes images: expected [C, H, W]")
+    raise ValueError("input_shape: got null, and no layer says how many features a sample has")
+
+
+def _in_words(shape: tuple[int, ...]) -> str:
+    return f"{shape[0]} features" if len(shape) == 1 else f"inputs shaped {shape}"
+
+
+def _spatial(d: dict, shape: tuple[int, ...], where: str, channels: int | None,
+             padding: int = 0) -> tuple[int, int]:
+    """Output height and width of a conv or pool on (C, H, W) inputs."""
+    if len(shape) != 3 or (channels is not None and shape[0] != channels):
+        want = f"({channels}, H, W)" if channels is not None else "(C, H, W)"
+        raise ValueError(f"{where}: {d['type']} takes images {want}, but gets "
+                         f"{_in_words(shape)}")
+    k, s = d["kernel"], d["stride"]
+    Ho, Wo = out_size(shape[1], k, s, padding), out_size(shape[2], k, s, padding)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"{where}: its {k}x{k} window does not fit in a {shape[1]}x{shape[2]} "
+                         "input")
+    return Ho, Wo
+
+
+def _output_shape(d: dict, shape: tuple[int, ...], where: str) -> tuple[tuple[int, ...], int]:
+    """A layer's output shape per sample for inputs of ``shape``, and the size
+    of its largest work array per sample beyond input and output (0 if none)."""
+    kind = d["type"]
+    if kind == "WeightNorm":
+        return _output_shape(d["inner"], shape, where)
+    if kind == "Linear":
+        if shape != (d["in"],):
+            raise ValueError(f"{where}: Linear takes {d['in']} features, but gets "
+                             f"{_in_words(shape)}")
+        return (d["out"],), 0
+    if kind == "Conv2d":
+        Ho, Wo = _spatial(d, shape, where, d["in"], d["padding"])
+        k = d["kernel"]  # im2col: k*k windows per channel and output position
+        return (d["out"], Ho, Wo), d["in"] * k * k * Ho * (shape[2] + 2 * d["padding"])
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        return (shape[0], *_spatial(d, shape, where, None)), 0
+    if kind == "GlobalAvgPool":
+        if len(shape) != 3:
+            raise ValueError(f"{where}: GlobalAvgPool takes images (C, H, W), but gets "
+                             f"{_in_words(shape)}")
+        return (shape[0],), 0
+    if kind == "Flatten":
+        return (math.prod(shape),), 0
+    if kind in _NORMS:
+        C = d["channels"]
+        if shape[0] != C or (kind == "InstanceNorm" and len(shape) < 2):
+            want = f"({C}, L) or ({C}, H, W)" if kind == "InstanceNorm" else f"{C} channels"
+            raise ValueError(f"{where}: {kind} takes {want}, but gets {_in_words(shape)}")
+    return shape, 0
+
+
+def _propagate(desc: dict) -> Shapes:
+    """Follow a sample's shape from input_shape through the layers to the
+    logits, checking each layer takes what the one before it gives and that
+    no layer's arrays grow past MAX_SAMPLE_VALUES / MAX_CHUNK_VALUES."""
+    layers = desc["layers"]
+    given = desc["input_shape"]
+    shape = first = tuple(given) if given else (_first_width(layers),)
+    largest = math.prod(shape)
+    for i, d in enumerate(layers):
+        where = f"layers[{i}] ({d['name']!r})"
+        shape, work = _output_shape(d, shape, where)
+        largest = max(largest, work, math.prod(shape))
+        if largest > MAX_SAMPLE_VALUES:
+            raise ValueError(f"{where}: {largest:,} values per sample (at most "
+                             f"{MAX_SAMPLE_VALUES:,}); the sizes cannot be right")
+    if len(shape) != 1:
+        raise ValueError(f"the last layer gives {shape} per sample; expected logits, one "
+                         "value per class (end with Flatten or GlobalAvgPool, then Linear)")
+    if desc["eval_chunk"] * largest > MAX_CHUNK_VALUES:
+        raise ValueError(f"eval_chunk: got {desc['eval_chunk']}: chunks of that many samples "
+                         f"of up to {largest:,} values exceed {MAX_CHUNK_VALUES:,} values")
+    return Shapes(first, shape[0])
+
+
+def _layer_arrays(d: dict, dtype: np.dtype) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype of each parameter and buffer the layer would make."""
+    kind = d["type"]
+    if kind == "WeightNorm":  # v: the inner weight; g: one per output unit or channel
+        inner = _layer_arrays(d["inner"], dtype)
+        W = inner.pop("W")[0]
+        unit = W[1] if d["inner"]["type"] == "Linear" else W[0]
+        return {"v": (W, dtype), "g": ((unit,), dtype), **inner}
+    arrays = {}
+    if kind == "Linear":
+        arrays["W"] = ((d["in"], d["out"]), dtype)  # (in, out)
+    if kind == "Conv2d":
+        arrays["W"] = ((d["out"], d["in"], d["kernel"], d["kernel"]), dtype)
+    if kind in ("Linear", "Conv2d") and d["bias"]:
+        arrays["b"] = ((d["out"],), dtype)
+    if kind in _NORMS and d["affine"]:
+        arrays["gamma"] = arrays["beta"] = ((d["channels"],), dtype)
+    if kind in ("BatchNorm", "InstanceNorm") and d["track_running_stats"]:
+        arrays["running_mean"] = arrays["running_var"] = ((d["channels"],), dtype)
+        arrays["num_batches_tracked"] = ((), np.dtype(np.int64))
+    return arrays
+
+
+def expected_arrays(desc: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``layer.key`` -> (shape, dtype) of every array a checked description's
+    network holds (its ``state_dict``), computed without building it."""
+    dtype = np.dtype(desc["dtype"])
+    return {f"{d['name']}.{key}": spec for d in desc["layers"]
+            for key, spec in _layer_arrays(d, dtype).items()}
+
+
+def check_arrays(desc: dict, arrays: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+                 prefix: str = "") -> None:
+    """Check that ``arrays`` (``layer.key`` -> (shape, dtype), as a file holds
+    them) are exactly those a checked description's network holds: ValueError
+    naming the first missing, extra or misshapen one (``prefix`` + key)."""
+    want = expected_arrays(desc)
+    for key, (shape, dtype) in want.items():
+        if key not in arrays:
+            raise ValueError(f"no array {prefix}{key}: the layer list's "
+                             f"{key.rsplit('.', 1)[0]!r} has one of shape {shape}")
+        got_shape, got_dtype = arrays[key]
+        if tuple(got_shape) != shape:
+            raise ValueError(f"{prefix}{key}: shape {tuple(got_shape)}, but the layer list "
+                             f"says {shape}")
+        if np.dtype(got_dtype) != dtype:
+            raise ValueError(f"{prefix}{key}: dtype {np.dtype(got_dtype)}, but the layer list "
+                             f"says {dtype}")
+    extra = sorted(set(arrays) - set(want))
+    if extra:
+        raise ValueError(f"{prefix}{extra[0]}: no layer in the layer list has such an array")

@@ -11,12 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .. import config, runner, store
 from .. import values as V
 from ..provenance import BLAS_ENV
-from ..yamlio import dump_yaml
+from ..yamlio import YamlError, dump_yaml, read_yaml
 from .grid import Point, Sweep, SweepError, build
 from .summary import Summary
 
@@ -71,8 +69,8 @@ def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list
             continue
         saved = sweep_dir / p.run_id / store.CONFIG_FILE
         try:
-            old = yaml.safe_load(saved.read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            old = read_yaml(saved)
+        except YamlError:
             continue
         diffs = _differing_keys(p.config.to_dict(), old if isinstance(old, dict) else {})
         if diffs:
@@ -150,6 +148,37 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+DASK_CONNECT_SECONDS = 20
+
+
+def _dask_client(Client, address: str):
+    """A connected Dask client, or SweepError in one line. Whatever answers at
+    ``address`` may not be a scheduler: bytes that claim a huge message (a
+    MemoryError), too few bytes, or silence after the connection; so the
+    client is made in a daemon thread and waited for at most
+    DASK_CONNECT_SECONDS."""
+    import threading
+
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = Client(address, timeout=f"{DASK_CONNECT_SECONDS // 2}s")
+        except BaseException as exc:  # anything the peer provokes, reported below
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="bnexp-dask-connect", daemon=True)
+    thread.start()
+    thread.join(DASK_CONNECT_SECONDS)
+    if "client" in box:
+        return box["client"]
+    exc = box.get("error")
+    why = (f"no answer as a Dask scheduler within {DASK_CONNECT_SECONDS} s" if exc is None else
+           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}")
+    raise SweepError(f"--address {address}: cannot reach a Dask scheduler ({why}); is it "
+                     "the address `dask scheduler` printed?")
+
+
 def make_executor(kind: str, jobs: int | None, address: str | None):
     """``(executor, close, width)``: a ``concurrent.futures`` executor (a spawn
     process pool, or a Dask cluster's with the optional extra ``bnexp[dask]``),
@@ -162,11 +191,7 @@ def make_executor(kind: str, jobs: int | None, address: str | None):
             raise SweepError('--executor dask needs Dask: pip install "bnexp[dask]"') from None
         if not address:
             raise SweepError("--executor dask needs --address tcp://HOST:PORT of a scheduler")
-        try:
-            client = Client(address, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SweepError(f"--address {address}: cannot reach a Dask scheduler "
-                             f"({exc})") from None
+        client = _dask_client(Client, address)
         width = jobs or max(sum(client.nthreads().values()), 1)
         return client.get_executor(pure=False), client.close, width
     if kind != "local":

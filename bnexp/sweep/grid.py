@@ -56,7 +56,7 @@ class Sweep:
         if self.zipped:
             sweep["zip"] = {k: list(v) for k, v in self.axes if k in self.zipped}
         sweep["seeds"] = list(self.seeds)
-        out: dict[str, Any] = {"config": cfgmod.from_dict(self.base).to_dict(), "sweep": sweep}
+        out: dict[str, Any] = {"config": _resolved_base(self), "sweep": sweep}
         if self.report:
             out["report"] = self.report
         if command:
@@ -154,6 +154,20 @@ def run_id(values: dict[str, Any], seed: int, labels: dict[str, str]) -> str:
 
 # --- building a sweep ------------------------------------------------------------
 
+def _resolved_base(sweep: "Sweep") -> dict:
+    """The base config as sweep.yaml holds it. Where ``model.arch`` is swept,
+    an mlp base keeps the CNN-only keys it sets for the sweep's cnn points, as
+    given (``cnn_keys_dropped`` takes them off its mlp points; each cnn
+    point's config checks them)."""
+    base = sweep.base
+    if "model.arch" not in dict(sweep.axes):
+        return cfgmod.from_dict(base).to_dict()
+    out = cfgmod.from_dict(cfgmod.cnn_keys_dropped(base)).to_dict()
+    model = base.get("model") if isinstance(base.get("model"), Mapping) else {}
+    out["model"].update({k: model[k] for k in cfgmod.CNN_ONLY if k in model})
+    return out
+
+
 def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = None,
           overrides: list[str] = ()) -> Sweep:
     """Expand and validate every point of the sweep described by ``raw`` (a
@@ -225,8 +239,10 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     if errors:
         raise SweepError("\n".join(errors))
 
+    arch_swept = any(k == "model.arch" for k, _ in axes)
+    fit = cfgmod.cnn_keys_dropped if arch_swept else dict  # see cnn_keys_dropped
     try:
-        base_cfg = cfgmod.from_dict(raw)
+        base_cfg = cfgmod.from_dict(fit(raw))
     except ConfigError as exc:
         raise SweepError(str(exc)) from None
     name = base_cfg.name
@@ -240,7 +256,7 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
             point_raw = cfgmod.apply_overrides(raw, [*values.items(), ("seed", seed),
                                                      ("name", rid)])
             try:
-                cfg = cfgmod.from_dict(point_raw)
+                cfg = cfgmod.from_dict(fit(point_raw))
             except ConfigError as exc:
                 errors += [f"{rid}: {e}" for e in exc.errors]
                 continue
