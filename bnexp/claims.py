@@ -67,6 +67,7 @@ from typing import Any
 
 from . import values as V
 from .choices import EPOCH_METRICS, SUMMARY_METRICS
+from .errors import BnexpError
 from .metrics import kind as metric_kind
 from .stats import (
     LEVEL,
@@ -91,7 +92,7 @@ REPORT_KEYS = ("title", "source", "claim", "checks", "values", "notes", "metrics
 FIGURE_KEYS = ("kind", "panels", "lines", "x", "y", "metric", "stat", "filters", "layer", "band")
 
 
-class ClaimError(Exception):
+class ClaimError(BnexpError):
     """A report section that cannot be evaluated; one line per problem."""
 
     def __init__(self, errors: list[str]) -> None:

@@ -27,23 +27,6 @@ class UserError(click.ClickException):
             click.echo(f"error: {line}", err=True)
 
 
-def _user_errors():
-    """Library exceptions that mean 'bad input' (or a folder that cannot be
-    written), mapped to UserError: one line each, exit code 2."""
-    from .claims import ClaimError
-    from .config import ConfigError
-    from .datasets.sources import DataError
-    from .plot import PlotError
-    from .report import ReportError
-    from .store import StoreError
-    from .sweep import SweepError
-    from .verify import VerifyError
-    from .yamlio import YamlError
-
-    return (ClaimError, ConfigError, DataError, PlotError, ReportError, StoreError, SweepError,
-            VerifyError, YamlError)
-
-
 def _config_path(arg: str) -> Path:
     """CONFIG as given: a YAML file, or the name of a shipped experiment."""
     from .experiments import NotFound, resolve
@@ -71,6 +54,15 @@ class _Bnexp(click.Group):
     command line recorded in run.json and sweep.yaml, also in-process)."""
 
     invoked: list[str] = []
+
+    def invoke(self, ctx):
+        """Every library error (``BnexpError``) becomes its lines and exit 2."""
+        from .errors import BnexpError
+
+        try:
+            return super().invoke(ctx)
+        except BnexpError as exc:
+            raise UserError(str(exc)) from None
 
     def main(self, args=None, *rest, **kw):
         _Bnexp.invoked = list(args) if args is not None else sys.argv[1:]
@@ -173,8 +165,6 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
         with train_guard(run_dir, cfg):
             info = runner.execute(cfg, run_dir, force=force, argv=_argv(), plot=not no_plot,
                                   on_eval=on_eval, threads=threads)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
     except runner.RunFailed as exc:
         raise click.ClickException(f"run failed: {exc}") from None
     except KeyboardInterrupt:
@@ -268,15 +258,9 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
                    f"{'s' if cores > 1 else ''}; they will share the cores (no faster than "
                    f"-j {cores})", err=True)
     path = _config_path(config)
-    try:
-        sw = sweep_mod.load(path, grid, _parse_seeds(seeds), overrides)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    sw = sweep_mod.load(path, grid, _parse_seeds(seeds), overrides)
     if dry_run:
-        try:
-            notes = sweep_mod.check_data(sw.points, fetch=False)  # never downloads
-        except _user_errors() as exc:
-            raise UserError(str(exc)) from None
+        notes = sweep_mod.check_data(sw.points, fetch=False)  # never downloads
         click.echo(_table(*sweep_mod.dry_run_rows(sw)))
         for note in notes:
             click.echo(f"note: {note}", err=True)
@@ -312,8 +296,6 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
             sw, out, jobs=jobs, force=force, retry_failed=retry_failed, fail_fast=fail_fast,
             plot=not no_plot, executor=executor, address=address, command=_argv(),
             progress=progress)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -399,13 +381,10 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
     """
     from .plot import plot_path
 
-    try:
-        written = plot_path(path, kind, out=out, fmt=fmt, force=force, panels=panels,
-                            lines=lines, x=x, y=y,
-                            metric=metric, stat=stat, filters=list(filters), layer=layer,
-                            band=band)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    written = plot_path(path, kind, out=out, fmt=fmt, force=force, panels=panels,
+                        lines=lines, x=x, y=y,
+                        metric=metric, stat=stat, filters=list(filters), layer=layer,
+                        band=band)
     click.echo(str(written))
 
 
@@ -435,11 +414,8 @@ def report(sweep_dirs, out, figures, title, intro, check) -> None:
     """
     from .report import write_report
 
-    try:
-        text = _read_text(intro, "--intro") if intro else None
-        path, sections = write_report(list(sweep_dirs), out, figures, title, text)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    text = _read_text(intro, "--intro") if intro else None
+    path, sections = write_report(list(sweep_dirs), out, figures, title, text)
     click.echo(str(path))
     if not check:
         return
@@ -505,8 +481,6 @@ def verify(path: str, jobs: int | None, quiet: bool) -> None:
 
     try:
         checks = run_verify(path, jobs, progress=None)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was written", err=True)
         sys.exit(130)
@@ -544,10 +518,7 @@ def eval_run(run: str, dataset: str | None, root: str | None, model: str | None)
     """
     from .deploy import evaluate_run
 
-    try:
-        results = evaluate_run(run, dataset, root, model)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    results = evaluate_run(run, dataset, root, model)
     mismatch = False
     for r in results:
         line = f"{r.split}: loss {r.loss:.6g}, accuracy {r.accuracy:.6g} ({r.n:,} samples)"
@@ -591,10 +562,7 @@ def fold(run: str, out: str | None, force: bool) -> None:
     """
     from .deploy import fold_run
 
-    try:
-        r = fold_run(run, out, force=force)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    r = fold_run(run, out, force=force)
     click.echo(f"folded {', '.join(r.folded)} -> {r.out}")
     click.echo(f"largest logit difference on the test split ({r.n:,} samples): "
                f"{r.max_rel_diff:.3g} of the largest logit (allowed {r.tolerance:g})")
@@ -633,12 +601,9 @@ def axes(out: str, batch: int, channels: int, groups: int, seed: int) -> None:
     from .axes import write_reduction_figure
     from .plot import output_format
 
-    try:
-        output_format(out, None)
-        written = write_reduction_figure(out, batch=batch, channels=channels, groups=groups,
-                                         seed=seed)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    output_format(out, None)
+    written = write_reduction_figure(out, batch=batch, channels=channels, groups=groups,
+                                     seed=seed)
     click.echo(str(written))
 
 
@@ -688,10 +653,7 @@ def init(name: str, dest: str | None, force: bool) -> None:
     target = Path(dest) if dest else Path(f"{name}.yaml")
     if target.exists() and not force:
         raise UserError(f"{target} exists; pass --force to overwrite it or name another file")
-    try:
-        atomic_write(target, experiments.path(name).read_text(encoding="utf-8"))
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from None
+    atomic_write(target, experiments.path(name).read_text(encoding="utf-8"))
     click.echo(f"{target}: a copy of {name}; edit it, then: bnexp sweep {target}")
 
 

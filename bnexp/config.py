@@ -35,10 +35,11 @@ from .choices import (
     RENORM_RUNNING,
     SAMPLING,
 )
+from .errors import BnexpError
 from .yamlio import YamlError, dump_yaml, parse_value, read_yaml
 
 
-class ConfigError(Exception):
+class ConfigError(BnexpError):
     """One or more configuration problems, one line each."""
 
     def __init__(self, errors: list[str]) -> None:

@@ -17,10 +17,12 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import BnexpError
+
 MiB = 1 << 20
 
 
-class FileError(Exception):
+class FileError(BnexpError):
     """A path that is not a regular file, or one too large to read; one line."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import values as V
 from .choices import METRIC_LABELS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
+from .errors import BnexpError
 from .store import (
     DIAGNOSTIC_COLUMNS,
     DIAGNOSTICS_FILE,
@@ -33,7 +34,7 @@ from .store import (
 )
 
 
-class PlotError(Exception):
+class PlotError(BnexpError):
     """A plot request that cannot be met; one line saying why."""
 
 

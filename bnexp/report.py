@@ -35,6 +35,7 @@ from pathlib import Path
 from . import claims
 from .choices import METRIC_LABELS
 from .claims import ClaimError, ClaimResult, Table, fmt_interval
+from .errors import BnexpError
 from .plot import PlotError, plot_path
 from .store import (
     FINISHED,
@@ -48,7 +49,7 @@ from .store import (
 )
 
 
-class ReportError(Exception):
+class ReportError(BnexpError):
     pass
 
 

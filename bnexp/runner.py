@@ -13,9 +13,10 @@ from pathlib import Path
 
 from . import files, store
 from .config import Config, dump
+from .errors import BnexpError
 
 
-class RunFailed(Exception):
+class RunFailed(BnexpError):
     """The run raised; its traceback is in run.json."""
 
 

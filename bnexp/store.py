@@ -41,6 +41,7 @@ from typing import Any
 
 from . import files
 from . import values as V
+from .errors import BnexpError
 
 # Every file of a run folder and of a sweep folder, named once.
 CONFIG_FILE, RUN_FILE, METRICS_FILE = "config.yaml", "run.json", "metrics.csv"
@@ -68,7 +69,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-class StoreError(Exception):
+class StoreError(BnexpError):
     """A folder or file that cannot be written or read as bnexp wrote it; one line."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import provenance, runner, store
 from .config import ConfigError, load_saved
+from .errors import BnexpError
 from .store import METRIC_COLUMNS, StoreError
 
 FILES = ((store.METRICS_FILE, "metrics", METRIC_COLUMNS),
@@ -24,7 +25,7 @@ FILES = ((store.METRICS_FILE, "metrics", METRIC_COLUMNS),
 IGNORED = ("elapsed",)  # wall-clock time: never the same twice
 
 
-class VerifyError(Exception):
+class VerifyError(BnexpError):
     """PATH is neither a run nor a sweep that can be rerun; one line."""
 
 

@@ -15,13 +15,14 @@ from typing import Any
 import yaml
 
 from . import files
+from .errors import BnexpError
 
 MAX_BYTES = 16 << 20  # a config or sweep.yaml; a generated 100k-value grid is ~2 MB
 MAX_DEPTH = 64  # mapping/list nesting
 MAX_VALUES = 1_000_000  # values after expanding aliases
 
 
-class YamlError(Exception):
+class YamlError(BnexpError):
     """Text that is not a YAML document bnexp accepts; one line per problem."""
 
     def __init__(self, errors: list[str]) -> None:

@@ -491,3 +491,27 @@ def test_a_sweep_over_model_arch_sets_the_cnn_keys_for_its_cnn_points_only(tmp_p
     assert res.exit_code == 0, res.output  # resumes: sweep.yaml reads back, nothing to rerun
     assert {k: v for k, v in snapshot(sweep).items() if "/" in k} == {
         k: v for k, v in before.items() if "/" in k}
+
+
+def test_every_library_exception_derives_from_one_base():
+    """The CLI maps BnexpError to one line and exit 2; an exception class that
+    does not derive from it would escape as a traceback."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import bnexp
+    from bnexp.errors import BnexpError
+
+    found = []
+    for mod in pkgutil.walk_packages(bnexp.__path__, "bnexp."):
+        if mod.name in ("bnexp.__main__", "bnexp.cli"):  # the CLI's UserError is click's
+            continue
+        module = importlib.import_module(mod.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == mod.name and issubclass(cls, Exception) and not issubclass(
+                    cls, Warning):
+                found.append(cls)
+    assert len(found) >= 14
+    strays = [f"{c.__module__}.{c.__name__}" for c in found if not issubclass(c, BnexpError)]
+    assert strays == []

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .. import files
+from ..errors import BnexpError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -53,7 +54,7 @@ SHA256_RAW = {
 CHUNK = 1 << 16
 
 
-class DataError(Exception):
+class DataError(BnexpError):
     """A dataset could not be found or read; the message says why and where."""
 
 

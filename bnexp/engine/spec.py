@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..choices import CONVENTIONS, RENORM_RUNNING
+from ..errors import BnexpError
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .model import Network
@@ -32,7 +33,7 @@ _SIMPLE = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Identity": Identity,
            "Flatten": Flatten, "GlobalAvgPool": GlobalAvgPool}
 
 
-class FoldError(ValueError):
+class FoldError(BnexpError, ValueError):
     """A network whose normalization cannot be folded; the message says why."""
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import BnexpError
 
-class NotFound(Exception):
+
+class NotFound(BnexpError):
     """Neither a file nor a shipped experiment; the message lists what is shipped."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from .. import config as cfgmod
 from .. import values as V
 from ..config import Config, ConfigError, show
+from ..errors import BnexpError
 from ..store import short_name
 from ..yamlio import YamlError, parse_value
 
@@ -22,7 +23,7 @@ MAX_POINTS = 100_000  # runs in one sweep (grid points x seeds)
 SECTION_KEYS = ("grid", "zip", "seeds")
 
 
-class SweepError(Exception):
+class SweepError(BnexpError):
     """A bad sweep request; the message has one line per problem."""
 
 
