@@ -122,8 +122,8 @@ def reduction_figure(batch: int = 6, channels: int = 8, groups: int = 2, seed: i
 
 def write_reduction_figure(out: str | Path, **options) -> Path:
     from .plot import output_format, save_figure
-    from .store import check_output
+    from .store import check_user_output
 
-    check_output(Path(out))
+    check_user_output(Path(out))
     fig = reduction_figure(**options)
     return save_figure(fig, out, output_format(out, None))

@@ -63,6 +63,9 @@ class _Bnexp(click.Group):
             return super().invoke(ctx)
         except BnexpError as exc:
             raise UserError(str(exc)) from None
+        except click.UsageError as exc:  # a command's own options: one line too
+            where = " ".join(["bnexp", *(exc.ctx.command_path.split()[1:] if exc.ctx else [])])
+            raise UserError(f"{exc.format_message()} (see {where} --help)") from None
 
     def main(self, args=None, *rest, **kw):
         _Bnexp.invoked = list(args) if args is not None else sys.argv[1:]
@@ -645,12 +648,13 @@ def init(name: str, dest: str | None, force: bool) -> None:
       bnexp sweep my_batch_study.yaml
     """
     from . import experiments
-    from .store import atomic_write
+    from .store import atomic_write, check_user_output
 
     if name not in experiments.names():
         raise UserError(f"{name}: no shipped experiment of that name (shipped: "
                         f"{', '.join(experiments.names())})")
     target = Path(dest) if dest else Path(f"{name}.yaml")
+    check_user_output(target)
     if target.exists() and not force:
         raise UserError(f"{target} exists; pass --force to overwrite it or name another file")
     atomic_write(target, experiments.path(name).read_text(encoding="utf-8"))

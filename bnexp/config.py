@@ -402,8 +402,8 @@ def cnn_keys_dropped(raw: Mapping) -> dict:
     return {**raw, "model": {k: v for k, v in model.items() if k not in CNN_ONLY}}
 
 
-def _cross_checks(cfg: Config, errors: list[str]) -> None:
-    m, d, t = cfg.model, cfg.data, cfg.train
+def _architecture_checks(m: ModelConfig, errors: list[str]) -> None:
+    """Model settings that the architecture or the norm rules out."""
     cnn = m.arch == "cnn"
     normed = [*(m.channels if cnn else ()), *m.hidden]  # what a norm layer sees
     if m.norm == "group" and normed:
@@ -429,9 +429,6 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
                       "after the activation)")
     if not cnn and not m.hidden:
         errors.append("model.hidden: got [], expected at least one width for model.arch 'mlp'")
-    if t.kernels == "numba" and importlib.util.find_spec("numba") is None:
-        errors.append("train.kernels: got 'numba', but numba is not installed here; expected "
-                      "numpy, or install it: pip install \"bnexp[fast]\"")
     if m.norm == "instance" and not cnn:
         errors.append("model.norm: got 'instance', expected none, batch, layer, group or "
                       "weight for model.arch 'mlp' (instance norm normalizes over spatial axes: "
@@ -440,6 +437,15 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"model.hidden: got {show(list(m.hidden))}, expected [] with model.norm "
                       "'instance' (fully connected layers have no spatial axes to normalize "
                       "over)")
+
+
+def _cross_checks(cfg: Config, errors: list[str]) -> None:
+    m, d, t = cfg.model, cfg.data, cfg.train
+    cnn = m.arch == "cnn"
+    _architecture_checks(m, errors)
+    if t.kernels == "numba" and importlib.util.find_spec("numba") is None:
+        errors.append("train.kernels: got 'numba', but numba is not installed here; expected "
+                      "numpy, or install it: pip install \"bnexp[fast]\"")
     if cnn and d.dataset == "synthetic":
         errors.append("model.arch: got 'cnn', expected mlp for the synthetic dataset (a CNN "
                       "needs images: mnist5k, mnist or fashion-mnist)")

@@ -159,7 +159,7 @@ def fold_target(run_dir: Path, out: str | Path | None, force: bool) -> Path:
     if out is None:
         return run_dir / FOLDED_FILE
     target = Path(out)
-    store.check_output(target)
+    store.check_user_output(target, allow=(FOLDED_FILE,))
     for name in (n for n in store.RUN_FILES if n != FOLDED_FILE):
         own = run_dir / name
         if own.exists() and target.exists() and os.path.samefile(own, target):

@@ -58,8 +58,8 @@ def open_regular(path: str | Path, what: str = "file") -> BinaryIO:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise FileError(f"{path}: is {kind(mode)}, expected a {what} (a regular file)")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
+        # Left non-blocking: no effect on a real file, but a kernel file that
+        # calls itself regular and waits for data (/proc/kmsg) then says so.
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -86,6 +86,9 @@ def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
             data = fh.read(limit + 1)
         except OSError as exc:
             raise _problem(Path(path), exc) from None
+    if data is None:  # it would block: not a file that holds its data
+        raise FileError(f"{path}: waits for data instead of holding it (a kernel or device "
+                        f"file?), expected a {what}")
     if len(data) > limit:
         raise FileError(f"{path}: grew past {_mib(limit)} while being read (at most that "
                         f"for a {what})")
@@ -95,6 +98,8 @@ def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
 def read_exactly(fh: BinaryIO, n: int, path: str | Path, what: str) -> bytes:
     """``n`` bytes from ``fh`` (a stream, a decompressor), refusing a short one."""
     data = fh.read(n)
+    if data is None:
+        raise FileError(f"{path}: waits for data instead of holding it, expected a {what}")
     if len(data) != n:
         raise FileError(f"{path}: ends after {len(data):,} of the {n:,} bytes its header "
                         f"promises ({what}: truncated or corrupt)")
@@ -103,13 +108,17 @@ def read_exactly(fh: BinaryIO, n: int, path: str | Path, what: str) -> bytes:
 
 def check_output(path: str | Path) -> None:
     """Refuse to write ``path`` unless it is new or an existing regular file
-    (a symlink counts as what it points to): writing replaces it by a rename,
-    which would replace a device node or a fifo with a file."""
+    (not a symbolic link): writing replaces it by a rename, which would
+    replace a device node, a fifo or a link with a file."""
     path = Path(path)
     try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise FileError(f"{path}: is a symbolic link; bnexp replaces a file by renaming a "
+                            "new one onto it, which would replace the link: give the path "
+                            "it points to")
         mode = os.stat(path).st_mode
     except OSError:
-        return  # new (or a dangling link, which the rename replaces); else the write says why
+        return  # new; else the write itself says why
     if not stat.S_ISREG(mode):
         what = "a folder" if stat.S_ISDIR(mode) else kind(mode)
         raise FileError(f"{path}: is {what}, not a regular file; bnexp writes only to a new "

@@ -27,7 +27,13 @@ from numpy.lib import format as npy
 from . import files, store
 from .config import MAX_PARAMS
 from .engine import Network
-from .engine.spec import check_arrays, check_description, describe, rebuild
+from .engine.spec import (
+    check_arrays,
+    check_description,
+    check_values,
+    describe,
+    rebuild,
+)
 
 MODEL_FILE, FOLDED_FILE, CHECKPOINT_FILE = (store.MODEL_FILE, store.FOLDED_FILE,
                                             store.CHECKPOINT_FILE)  # named in store
@@ -231,6 +237,7 @@ def load_model(path: Path) -> tuple[Network, dict]:
     try:
         check_description(desc)
         check_arrays(desc, {k: (v.shape, v.dtype) for k, v in state.items()}, "model/")
+        check_values(desc, state, "model/")
     except ValueError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     try:

@@ -25,7 +25,7 @@ from .store import (
     RunRecord,
     StoreError,
     atomic_write,
-    check_output,
+    check_user_output,
     open_sweep,
     read_csv,
     read_json,
@@ -599,7 +599,7 @@ def plot_path(path: str | Path, kind: str | None = None, *, out: str | Path | No
     path = Path(path)
     fmt = output_format(out, fmt)
     if out:
-        check_output(Path(out))
+        check_user_output(Path(out))
     fig, kind, (own_kind, selection) = _figure(path, kind, **options)
     if out:
         return save_figure(fig, Path(out), fmt)

@@ -29,6 +29,7 @@ See ``claims`` for the checks.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from .store import (
     StoreError,
     SweepFolder,
     atomic_write,
-    check_output,
+    check_user_output,
     ensure_dir,
     open_sweep,
 )
@@ -195,7 +196,7 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path | None = None,
     if not sweep_dirs:
         raise ReportError("no sweep folder given")
     out = Path(out) if out else Path(sweep_dirs[0]) / "report.md"
-    check_output(out)  # before any figure is drawn: a refused page writes nothing
+    check_user_output(out)  # before any figure is drawn: a refused page writes nothing
     figures_dir = Path(figures_dir) if figures_dir else out.parent / "figures"
     parts = []
     if title:
@@ -203,7 +204,13 @@ def write_report(sweep_dirs: list[str | Path], out: str | Path | None = None,
     if intro:
         parts += [intro.strip(), ""]
     level = 2 if title else 1
-    sections = [sweep_section(d, figures_dir, out.parent, level) for d in sweep_dirs]
-    parts += [s.markdown for s in sections]
-    atomic_write(out, "\n".join(parts).rstrip() + "\n")
+    new_folder = not figures_dir.exists()
+    try:
+        sections = [sweep_section(d, figures_dir, out.parent, level) for d in sweep_dirs]
+        parts += [s.markdown for s in sections]
+        atomic_write(out, "\n".join(parts).rstrip() + "\n")
+    except BaseException:
+        if new_folder:  # a refused page leaves no folder of figures for it behind
+            shutil.rmtree(figures_dir, ignore_errors=True)
+        raise
     return out, sections

@@ -46,8 +46,19 @@ def resumable(run_dir: Path | None, cfg: Config):
         return None
     if store.run_status(Path(run_dir)) in store.FINISHED:
         return None
-    ckpt, config_text = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
-    return ckpt if config_text == dump(cfg) else None
+    path = Path(run_dir) / CHECKPOINT_FILE
+    ckpt, config_text = load_checkpoint(path)
+    if config_text != dump(cfg):
+        return None
+    from .modelfile import ModelFileError
+    from .train import check_resume
+
+    try:
+        check_resume(cfg, ckpt)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: not a checkpoint this config's run could have written "
+                             f"({exc}); pass --force to start the run over") from None
+    return ckpt
 
 
 def _restartable(run_dir: Path, cfg: Config) -> bool:

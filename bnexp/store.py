@@ -131,6 +131,21 @@ def check_output(path: Path) -> None:
         raise StoreError(str(exc)) from None
 
 
+def check_user_output(path: Path, allow: tuple[str, ...] = ()) -> None:
+    """An output path a user named (``--out``): new or a regular file, and not
+    one of the files a run or sweep folder keeps (its summary.csv, a run's
+    metrics.csv...), but those in ``allow``: readers would find them damaged."""
+    path = Path(path)
+    check_output(path)
+    parent = path.parent
+    own = {SWEEP_FILE, SUMMARY_FILE, AGGREGATE_FILE} if is_sweep_dir(parent) else set()
+    if (parent / RUN_FILE).is_file() or (parent / CONFIG_FILE).is_file():
+        own |= set(RUN_FILES)
+    if path.name in own - set(allow):
+        raise StoreError(f"{path}: is {parent}'s own {path.name}; bnexp keeps it there, so "
+                         "--out may not replace it (choose another path)")
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a
     rename. On any failure (a full disk, say) the old file is left as it was;
@@ -272,11 +287,16 @@ def prepare_run_dir(run_dir: Path, force: bool, keep: tuple[str, ...] = ()) -> N
         if not force:
             raise RunExistsError(f"{run_dir} already holds a run; pass --force to overwrite it "
                                  "or choose another name (--set name=...)")
-        for name in (n for n in RUN_FILES if n not in keep):
+        doomed = [run_dir / n for n in RUN_FILES if n not in keep]
+        for p in doomed:  # all or nothing: a folder among them would stop us half-way
+            if p.is_dir() and not p.is_symlink():
+                raise StoreError(f"{p}: is a folder where the run keeps a file; remove or "
+                                 "rename it, then rerun")
+        for p in doomed:
             try:
-                (run_dir / name).unlink(missing_ok=True)
+                p.unlink(missing_ok=True)
             except OSError as exc:
-                raise _os_problem(exc, run_dir / name, "remove") from None
+                raise _os_problem(exc, p, "remove") from None
     ensure_dir(run_dir)
     remove_stale_temp(run_dir)
 
@@ -303,9 +323,9 @@ def write_run(run_dir: Path, config_text: str, payload: dict) -> None:
         atomic_write(run_dir / CURVES_FILE, payload["curves"])
     if payload.get("model"):
         atomic_write(run_dir / MODEL_FILE, payload["model"])
+    if info["status"] in FINISHED:  # a finished run needs no checkpoint to resume from;
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # killed before run.json: rerun
     write_json(run_dir / RUN_FILE, info)
-    if info["status"] in FINISHED:  # a finished run needs no checkpoint to resume from
-        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -362,7 +382,8 @@ def lock(folder: Path, holder: str):
 def _locked(path: Path, folder: Path):
     """``path`` opened (created if need be) and flocked, or StoreError."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOFOLLOW", 0), 0o644)  # never through a link
     except OSError as exc:
         raise _os_problem(exc, path, "write") from None
     mode = os.fstat(fd).st_mode

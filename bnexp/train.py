@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import store
 from .config import IMAGE_SIZE, Config
 from .datasets import Dataset, load_dataset
 from .engine import Dropout, Network, NoisyShift, make_optimizer
 from .engine.model import NormSettings, build, cnn_layers, mlp_layers
 from .engine.norms import Renorm
+from .engine.spec import check_values, describe
 from .provenance import one_blas_thread
 
 
@@ -291,6 +293,75 @@ def warm_kernels(cfgs) -> None:
             model.loss_and_backward(x, y)
             opt.step()
             model.evaluate(x, y)
+
+
+# The columns of each record's rows: those of the CSV file each becomes.
+RECORD_COLUMNS = {"metrics": store.METRIC_COLUMNS, "diagnostics": store.DIAGNOSTIC_COLUMNS,
+                  "steps": store.STEP_COLUMNS, "landscape": store.LANDSCAPE_COLUMNS,
+                  "ics": store.ICS_COLUMNS}
+
+
+def check_resume(cfg: Config, ckpt: Checkpoint) -> None:
+    """A checkpoint ``cfg``'s run could have written: ValueError, one line,
+    for anything else (an epoch it never checkpoints at, records that do not
+    lead up to it, random streams that are not PCG64's, arrays that do not
+    fit its model and optimizer). Builds the model once, on dummy sizes."""
+    t = cfg.train
+    if not (isinstance(ckpt.epoch, int) and 1 <= ckpt.epoch < t.epochs and t.checkpoint_every
+            and ckpt.epoch % t.checkpoint_every == 0):
+        raise ValueError(f"epoch {ckpt.epoch!r}: this config checkpoints after every "
+                         f"{t.checkpoint_every}-th of {t.epochs} epochs (but the last)")
+    if not (isinstance(ckpt.step, int) and ckpt.step >= ckpt.epoch
+            and ckpt.step % ckpt.epoch == 0):
+        raise ValueError(f"step {ckpt.step!r}: not a whole number of epochs of steps by "
+                         f"epoch {ckpt.epoch}")
+    per_epoch = ckpt.step // ckpt.epoch
+    _check_records(cfg, ckpt, per_epoch)
+    dim = cfg.data.dim if cfg.data.dataset == "synthetic" else IMAGE_SIZE * IMAGE_SIZE
+    classes = cfg.data.classes if cfg.data.dataset == "synthetic" else 10
+    model = build_model(cfg, dim, classes, np.random.default_rng(0))
+    model.load_state_dict(ckpt.model)
+    check_values(describe(model), ckpt.model)
+    make_optimizer(t.optimizer, model.layers, t.lr, momentum=t.momentum, nesterov=t.nesterov,
+                   weight_decay=t.weight_decay).load_state_dict(ckpt.optimizer)
+    streams = ["batches", *(name for name, layer in model.named_layers()
+                            if isinstance(layer, (Dropout, NoisyShift)))]
+    if not isinstance(ckpt.rngs, dict) or sorted(ckpt.rngs) != sorted(streams):
+        got = sorted(ckpt.rngs) if isinstance(ckpt.rngs, dict) else ckpt.rngs
+        raise ValueError(f"random streams {got!r}, expected {streams}")
+    for name, state in ckpt.rngs.items():
+        try:
+            np.random.PCG64().state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ValueError(f"random stream {name!r}: not a PCG64 state ({exc})") from None
+
+
+def _check_records(cfg: Config, ckpt: Checkpoint, per_epoch: int) -> None:
+    """The recorded rows: exactly their columns, numbers where numbers go,
+    before the checkpoint's step; the evaluations exactly those made by then."""
+    for name, columns in RECORD_COLUMNS.items():
+        rows = getattr(ckpt, name)
+        if not isinstance(rows, list):
+            raise ValueError(f"{name}: got {type(rows).__name__}, expected a list of rows")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or set(row) != set(columns) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and (name != "metrics" or np.isfinite(v)) for v in row.values()):
+                raise ValueError(f"{name} row {i + 1}: not a row of {', '.join(columns)} "
+                                 "(numbers, finite in metrics)")
+            if row["step"] > ckpt.step:
+                raise ValueError(f"{name} row {i + 1}: step {row['step']} is after the "
+                                 f"checkpoint's step {ckpt.step}")
+    every = cfg.eval.every
+    want = [(e, e * per_epoch) for e in range(0, ckpt.epoch + 1) if e % every == 0]
+    got = [(r["epoch"], r["step"]) for r in ckpt.metrics]
+    if got != want:
+        raise ValueError(f"metrics: evaluations at (epoch, step) {_few(got)}, expected "
+                         f"{_few(want)} (every {every} epochs up to epoch {ckpt.epoch})")
+
+
+def _few(pairs: list) -> str:
+    return str(pairs[:3])[:-1] + (", ...]" if len(pairs) > 3 else "]")
 
 
 def steps_per_epoch(cfg: Config, n_train: int) -> int:

@@ -126,8 +126,13 @@ def test_fold_out_onto_an_existing_file_needs_force_and_never_the_runs_own_model
     assert other.read_bytes() == b"keep me"
     model = trained / "model.npz"
     before = model.read_bytes()
+    hard = tmp_path / "hard-link.npz"
+    os.link(model, hard)  # another name for the run's own model
     for extra in ([], ["--force"]):
-        one_error(invoke("fold", trained, "--out", model, *extra), f"{model}: is the run's own")
+        line = one_error(invoke("fold", trained, "--out", model, *extra), f"{model}: is ")
+        assert "own model.npz" in line
+        one_error(invoke("fold", trained, "--out", hard, *extra),
+                  f"{hard}: is the run's own model.npz; bnexp fold never replaces it")
     assert model.read_bytes() == before
     res = invoke("fold", trained, "--out", other, "--force")
     assert res.exit_code == 0, res.output
@@ -515,3 +520,231 @@ def test_every_library_exception_derives_from_one_base():
     assert len(found) >= 14
     strays = [f"{c.__module__}.{c.__name__}" for c in found if not issubclass(c, BnexpError)]
     assert strays == []
+
+
+# --- the attack after the fixes (issue 23's next round, found by a fresh attacker) --
+
+def test_out_onto_a_symbolic_link_is_refused_and_the_link_kept(trained, sweep_dir, tmp_path):
+    target = tmp_path / "target.md"
+    target.write_text("keep")
+    cases = {"link": target, "dangling": tmp_path / "nowhere" / "x"}
+    for name, points_to in cases.items():
+        link = tmp_path / f"{name}.png"
+        link.symlink_to(points_to)
+        for args in (["plot", sweep_dir], ["report", sweep_dir], ["axes"], ["fold", trained]):
+            one_error(invoke(*args, "--out", link), f"{link}: is a symbolic link")
+            assert link.is_symlink() and os.readlink(link) == str(points_to)
+        one_error(invoke("init", "book_bn", link, "--force"), f"{link}: is a symbolic link")
+    assert target.read_text() == "keep"
+
+
+def test_out_onto_a_file_the_sweep_or_run_keeps_is_refused(trained, sweep_dir):
+    run = next(p for p in sweep_dir.iterdir() if p.is_dir() and (p / "run.json").exists())
+    before = snapshot(sweep_dir), snapshot(trained)
+    for args, target in ((["report", sweep_dir], sweep_dir / "summary.csv"),
+                         (["report", sweep_dir], sweep_dir / "sweep.yaml"),
+                         (["plot", sweep_dir], run / "curves.png"),
+                         (["plot", trained], trained / "curves.png"),
+                         (["fold", trained, "--force"], trained / "config.yaml"),
+                         (["fold", trained, "--force"], sweep_dir / "summary.csv"),
+                         (["axes"], trained / "curves.png")):
+        line = one_error(invoke(*args, "--out", target), f"{target}: is ")
+        assert "own" in line
+    assert (snapshot(sweep_dir), snapshot(trained)) == before
+
+
+def test_force_refuses_before_removing_anything_when_a_run_file_is_a_folder(tmp_path):
+    cfg_path = write(tmp_path, BASE)
+    assert invoke("train", cfg_path, "--out", tmp_path / "runs", "-q").exit_code == 0
+    run = tmp_path / "runs" / "r"
+    (run / "curves.png").unlink()
+    (run / "curves.png").mkdir()
+    before = snapshot(run)
+    one_error(invoke("train", cfg_path, "--out", tmp_path / "runs", "--force"),
+              f"{run / 'curves.png'}: is a folder where the run keeps a file")
+    assert snapshot(run) == before
+
+
+def test_a_kernel_file_that_waits_for_data_is_refused(tmp_path):
+    kmsg = Path("/proc/kmsg")
+    if not kmsg.exists():
+        pytest.skip("no /proc/kmsg here")
+    for args in (["train", kmsg], ["report", tmp_path, "--intro", kmsg]):
+        res = bnexp_subprocess(*args, "--out", tmp_path / "out", timeout=60)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_oversized_grid_is_refused_at_once_even_with_a_report_section(tmp_path):
+    raw = {**BASE, "sweep": {"grid": {"model.norm": ["none", "batch"]}, "seeds": [0, 1]},
+           "report": {"title": "t", "claim": "c", "checks": [
+               {"id": "c1", "text": "x", "difference": "final_test_acc",
+                "a": {"model.norm": "batch"}, "b": {"model.norm": "none"}, "above": -1}]}}
+    t0 = time.perf_counter()
+    res = invoke("sweep", write(tmp_path, raw), "--dry-run", "--grid",
+                 "init.weight_scale=logspace:0,-4,1000", "--grid", "train.lr=logspace:0,-4,1000")
+    one_error(res, "sweep: 4,000,000 runs (2 x 1000 x 1000 grid values x 2 seeds); at most")
+    assert time.perf_counter() - t0 < 10
+
+
+def _edited_model(run: Path, tmp_path: Path, key: str, value) -> Path:
+    import numpy as np
+
+    with np.load(run / "model.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays[key] = np.full_like(arrays[key], value)
+    out = tmp_path / "edited.npz"
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0])
+def test_a_running_variance_no_norm_could_hold_is_refused(trained, tmp_path, value):
+    key = "model/batchnorm1.running_var"
+    model = _edited_model(trained, tmp_path, key, value)
+    if value == 0.0:  # with eps 0 a zero variance would divide by zero
+        import json as _json
+
+        import numpy as np
+
+        with np.load(model) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = _json.loads(str(arrays["__meta__"]))
+        for d in meta["network"]["layers"]:
+            if d["type"] == "BatchNorm":
+                d["eps"] = 0.0
+        arrays["__meta__"] = np.array(_json.dumps(meta))
+        np.savez(model, **arrays)
+    before = snapshot(trained)
+    one_error(invoke("eval", trained, "--model", model), f"{model}: {key}: holds ")
+    assert snapshot(trained) == before
+
+
+def _checkpointed(tmp_path):
+    """A run stopped after its checkpoint at epoch 2 of 4, as a kill leaves it."""
+    from bnexp import config, train
+    from bnexp.config import dump
+
+    raw = {**BASE, "train": {**BASE["train"], "epochs": 4, "checkpoint_every": 1},
+           "eval": {"diagnostics_every": 3, "step_loss": True}}
+    cfg = config.from_dict(raw)
+    saved = []
+    train.train(cfg, on_checkpoint=saved.append)
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump(cfg))
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    return write(tmp_path, raw), run, saved[1], dump(cfg)
+
+
+CHECKPOINT_EDITS = {
+    "epoch past the end": lambda c: setattr(c, "epoch", 1000),
+    "epoch of the last": lambda c: setattr(c, "epoch", 4),
+    "no metrics": lambda c: setattr(c, "metrics", []),
+    "metrics cut": lambda c: setattr(c, "metrics", c.metrics[:1]),
+    "nan metric": lambda c: c.metrics[-1].update(test_acc=float("nan")),
+    "a future row": lambda c: c.metrics.append({**c.metrics[-1], "epoch": 3}),
+    "step": lambda c: setattr(c, "step", 5),
+    "rng kind": lambda c: c.rngs["batches"].update(bit_generator="MT19937"),
+    "rng state huge": lambda c: c.rngs["batches"]["state"].update(state=10 ** 200),
+    "rng state negative": lambda c: c.rngs["batches"]["state"].update(state=-1),
+    "no rngs": lambda c: setattr(c, "rngs", {}),
+    "an array missing": lambda c: c.model.pop("linear_out.b"),
+    "a bad diagnostics row": lambda c: setattr(c, "diagnostics", [{"x": 1}]),
+    "negative running variance": lambda c: c.model["batchnorm1.running_var"].__setitem__(
+        slice(None), -1.0),
+}
+
+
+@pytest.mark.parametrize("edit", list(CHECKPOINT_EDITS))
+def test_a_checkpoint_its_config_could_not_have_written_is_not_resumed(tmp_path, edit):
+    import copy
+
+    from bnexp.modelfile import checkpoint_bytes
+
+    cfg_path, run, ckpt, text = _checkpointed(tmp_path)
+    ckpt = copy.deepcopy(ckpt)
+    CHECKPOINT_EDITS[edit](ckpt)
+    (run / "checkpoint.npz").write_bytes(checkpoint_bytes(ckpt, text))
+    before = snapshot(run)
+    res = invoke("train", cfg_path, "--out", tmp_path / "runs")
+    line = one_error(res, f"{run / 'checkpoint.npz'}: ")
+    assert line.endswith("pass --force to start the run over") or "holds" in line, line
+    assert snapshot(run) == before
+    res = invoke("train", cfg_path, "--out", tmp_path / "runs", "-q", "--force")
+    assert res.exit_code == 0, res.output
+
+
+def test_an_unedited_checkpoint_still_resumes(tmp_path):
+    from bnexp.modelfile import checkpoint_bytes
+
+    cfg_path, run, ckpt, text = _checkpointed(tmp_path)
+    (run / "checkpoint.npz").write_bytes(checkpoint_bytes(ckpt, text))
+    res = invoke("train", cfg_path, "--out", tmp_path / "runs", "-q")
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "run.json").read_text())["resumed_from_epoch"] == 2
+
+
+def test_a_scheduler_without_workers_is_one_line_not_a_silent_wait(tmp_path):
+    """A real scheduler (in this process) that has no worker; bnexp in a child
+    process, so that a silent wait is a timeout, not a hung suite."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        raw = {**BASE, "sweep": {"grid": {"train.lr": [0.1]}, "seeds": [0]}}
+        res = bnexp_subprocess("sweep", write(tmp_path, raw), "--executor", "dask",
+                               "--address", cluster.scheduler_address, "--out",
+                               tmp_path / "runs", timeout=90)
+        address = cluster.scheduler_address
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == (
+        f"error: --address {address}: the scheduler has no workers (none joined within 20 s); "
+        f"start some with `dask worker {address}`, then rerun")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_finished_run_drops_its_checkpoint_before_it_says_finished(tmp_path, monkeypatch):
+    """A kill between the two must leave a run the same command reruns, not a
+    finished run beside a stale checkpoint."""
+    from bnexp import store
+
+    raw = {**BASE, "train": {**BASE["train"], "epochs": 3, "checkpoint_every": 1}}
+    cfg_path = write(tmp_path, raw)
+    run = tmp_path / "runs" / "r"
+    seen = {}
+    real = store.write_json
+
+    def spy(path, data):
+        if Path(path).name == "run.json" and data.get("status") == "completed":
+            seen["checkpoint there"] = (run / "checkpoint.npz").exists()
+        return real(path, data)
+    monkeypatch.setattr(store, "write_json", spy)
+    assert invoke("train", cfg_path, "--out", tmp_path / "runs", "-q").exit_code == 0
+    assert seen == {"checkpoint there": False}
+
+
+def test_a_report_cut_short_by_a_write_error_leaves_no_figures_folder(sweep_dir, tmp_path):
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 10, 8 << 10))
+    page = tmp_path / "page" / "r.md"
+    page.parent.mkdir()
+    res = subprocess.run([sys.executable, "-m", "bnexp", "report", str(sweep_dir), "--out",
+                          str(page)], capture_output=True, text=True, timeout=120,
+                         preexec_fn=small_files)
+    assert res.returncode == 2 and "File too large" in res.stderr, res.stderr
+    assert list(page.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,line", [
+    (["train", "book_bn", "--threads", "0"], "Invalid value for '--threads': 0 is not in the "
+                                             "range x>=1. (see bnexp train --help)"),
+    (["plot", ".", "--kind", "foo"], "Invalid value for '--kind': 'foo' is not one of"),
+    (["train"], "Missing argument 'CONFIG'. (see bnexp train --help)"),
+])
+def test_a_commands_own_option_errors_are_one_line(args, line):
+    one_error(invoke(*args), line)

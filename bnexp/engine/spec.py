@@ -521,3 +521,16 @@ def check_arrays(desc: dict, arrays: Mapping[str, tuple[tuple[int, ...], np.dtyp
     extra = sorted(set(arrays) - set(want))
     if extra:
         raise ValueError(f"{prefix}{extra[0]}: no layer in the layer list has such an array")
+
+
+def check_values(desc: dict, state: Mapping[str, np.ndarray], prefix: str = "") -> None:
+    """Values no trained norm holds: a negative running variance, or one
+    that with eps is 0 (1/sqrt(var + eps) would be inf). ValueError, one line."""
+    for d in desc["layers"]:
+        key = f"{d['name']}.running_var"
+        if d["type"] not in ("BatchNorm", "InstanceNorm") or key not in state:
+            continue
+        var = np.asarray(state[key], dtype=np.float64)
+        if (var < 0).any() or (var + d["eps"] <= 0).any():
+            raise ValueError(f"{prefix}{key}: holds {float(var.min()):g}; a running variance "
+                             f"is >= 0 and, with eps {d['eps']:g}, > 0")

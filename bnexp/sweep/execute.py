@@ -171,12 +171,26 @@ def _dask_client(Client, address: str):
     thread.start()
     thread.join(DASK_CONNECT_SECONDS)
     if "client" in box:
-        return box["client"]
+        return _with_workers(box["client"], address)
     exc = box.get("error")
     why = (f"no answer as a Dask scheduler within {DASK_CONNECT_SECONDS} s" if exc is None else
            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}")
     raise SweepError(f"--address {address}: cannot reach a Dask scheduler ({why}); is it "
                      "the address `dask scheduler` printed?")
+
+
+def _with_workers(client, address: str):
+    """``client`` once its scheduler has a worker (waiting up to
+    DASK_CONNECT_SECONDS): with none, a sweep would wait forever in silence."""
+    try:
+        client.wait_for_workers(1, timeout=DASK_CONNECT_SECONDS)
+    except (TimeoutError, OSError) as exc:
+        client.close()
+        why = (f"none joined within {DASK_CONNECT_SECONDS} s" if isinstance(exc, TimeoutError)
+               else f"lost the scheduler while waiting: {exc}")
+        raise SweepError(f"--address {address}: the scheduler has no workers ({why}); start "
+                         f"some with `dask worker {address}`, then rerun") from None
+    return client
 
 
 def make_executor(kind: str, jobs: int | None, address: str | None):

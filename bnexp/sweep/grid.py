@@ -229,14 +229,14 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
         seeds = []
     elif len(set(seeds)) != len(seeds):
         errors.append(f"sweep.seeds: got {show(seeds)}, expected no repeats")
+    total = math.prod(len(dim[0][1]) for dim in dims) * max(len(seeds), 1)
+    if total > MAX_POINTS:  # before the report section, whose checks walk the grid
+        errors.append(f"sweep: {total:,} runs ({' x '.join(str(len(d[0][1])) for d in dims)} "
+                      f"grid values x {len(seeds)} seeds); at most {MAX_POINTS:,} in one sweep")
     if report is not None and not errors:
         from ..claims import validate
 
         errors += validate(report, axes, zipped=tuple(k for k, _ in zip_axes))
-    total = math.prod(len(dim[0][1]) for dim in dims) * max(len(seeds), 1)
-    if total > MAX_POINTS:
-        errors.append(f"sweep: {total:,} runs ({' x '.join(str(len(d[0][1])) for d in dims)} "
-                      f"grid values x {len(seeds)} seeds); at most {MAX_POINTS:,} in one sweep")
     if errors:
         raise SweepError("\n".join(errors))
 
