@@ -63,6 +63,10 @@ class _Bnexp(click.Group):
             return super().invoke(ctx)
         except BnexpError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # a path the system refuses to look up (too long, say)
+            name = str(exc.filename or "")
+            name = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
+            raise UserError(f"{name or 'a path'}: {exc.strerror or exc}") from None
         except click.UsageError as exc:  # a command's own options: one line too
             where = " ".join(["bnexp", *(exc.ctx.command_path.split()[1:] if exc.ctx else [])])
             raise UserError(f"{exc.format_message()} (see {where} --help)") from None
@@ -330,6 +334,10 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
             info = _read_info(sweep_dir / rid)
             cmd = " ".join(shlex.quote(a) for a in info.get("command") or [])
             click.echo(f"  {rid}: {info.get('error', '?')}\n    {cmd}", err=True)
+        if any(_read_info(sweep_dir / rid).get("status") == "interrupted"
+               for rid in outcome.failed):
+            click.echo("runs whose worker stopped are marked interrupted: the same command "
+                       "runs them again", err=True)
         if outcome.cancelled:
             click.echo(f"{len(outcome.cancelled)} run(s) cancelled by --fail-fast", err=True)
         sys.exit(1)

@@ -147,6 +147,7 @@ MAX_WIDTH, MAX_LAYERS = 100_000, 100
 MAX_PARAMS = 100_000_000  # 400 MB of float32 weights, 800 MB of float64
 MAX_SAMPLES = 10_000_000
 MAX_WEIGHT_SCALE = 1e6
+MIN_EPS = 1e-30  # a norm's eps: above float32's smallest normal (1.2e-38), so never 0
 MAX_SYNTHETIC_VALUES = 100_000_000  # n x dim floats of a synthetic dataset (800 MB)
 
 
@@ -236,7 +237,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class NormConfig:
     momentum: float | None = spec(0.1, number(lo=0.0, hi=1.0, allow_none=True))
-    eps: float = spec(1e-5, number(lo=0.0, lo_open=True),
+    eps: float = spec(1e-5, number(lo=MIN_EPS),
                       "> 0: keeps 1/sqrt(var + eps) finite where a batch's variance is 0")
     affine: bool | None = spec(None, boolean_or_null,
                                "null = the norm's PyTorch default (false for instance)")

@@ -62,11 +62,12 @@ def resumable(run_dir: Path | None, cfg: Config):
 
 
 def _restartable(run_dir: Path, cfg: Config) -> bool:
-    """The folder holds this very config's run, unfinished (killed, cut short,
-    failed) and with no checkpoint to resume from: the same command starts it
-    over. Call only holding the folder (no other process runs it)."""
-    if store.run_status(run_dir) in (*store.FINISHED, None):
-        return False
+    """The folder holds this very config's run (its config.yaml), unfinished
+    (killed, cut short, failed, or cut while its files were being cleared) and
+    with no checkpoint to resume from: the same command starts it over. Call
+    only holding the folder (no other process runs it)."""
+    if store.run_status(run_dir) in store.FINISHED:
+        return False  # a result: only --force replaces it
     try:
         saved = files.read_bytes(Path(run_dir) / store.CONFIG_FILE, store.MAX_JSON_BYTES,
                                  "config file")

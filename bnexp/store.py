@@ -41,6 +41,7 @@ from typing import Any
 
 from . import files
 from . import values as V
+from .choices import PLOT_KINDS
 from .errors import BnexpError
 
 # Every file of a run folder and of a sweep folder, named once.
@@ -62,7 +63,7 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, DIAGNOSTICS_FILE, STEPS_FILE, RUN_FILE, 
 FINISHED = ("completed", "diverged")  # a result; "failed", "running", "pending" are not
 STATUSES = ("completed", "diverged", "failed", "interrupted", "running", "pending")
 TMP_SUFFIX = ".tmp"
-MAX_TABLE_BYTES = 1 << 30  # a CSV bnexp wrote: a 100k-run summary is ~30 MB
+MAX_TABLE_BYTES = 128 << 20  # a CSV bnexp wrote: a 100k-run summary is ~30 MB
 MAX_JSON_BYTES = 64 << 20  # run.json: a few kB, a long traceback included
 
 _UMASK = os.umask(0o022)
@@ -138,8 +139,9 @@ def check_user_output(path: Path, allow: tuple[str, ...] = ()) -> None:
     path = Path(path)
     check_output(path)
     parent = path.parent
-    own = {SWEEP_FILE, SUMMARY_FILE, AGGREGATE_FILE} if is_sweep_dir(parent) else set()
-    if (parent / RUN_FILE).is_file() or (parent / CONFIG_FILE).is_file():
+    figures = {f"{kind}.{fmt}" for kind in PLOT_KINDS for fmt in ("png", "svg", "pdf")}
+    own = {SWEEP_FILE, SUMMARY_FILE, AGGREGATE_FILE, *figures} if is_sweep_dir(parent) else set()
+    if _is_file(parent / RUN_FILE) or _is_file(parent / CONFIG_FILE):
         own |= set(RUN_FILES)
     if path.name in own - set(allow):
         raise StoreError(f"{path}: is {parent}'s own {path.name}; bnexp keeps it there, so "
@@ -235,6 +237,8 @@ def read_csv(path: Path, columns: list[str] | tuple[str, ...] = (), parse: bool 
         raise StoreError(str(exc)) from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise StoreError(f"{path}: not a readable CSV file ({exc})") from None
+    except MemoryError:
+        raise StoreError(f"{path}: too many rows to read in this process's memory") from None
     return rows
 
 
@@ -287,7 +291,12 @@ def prepare_run_dir(run_dir: Path, force: bool, keep: tuple[str, ...] = ()) -> N
         if not force:
             raise RunExistsError(f"{run_dir} already holds a run; pass --force to overwrite it "
                                  "or choose another name (--set name=...)")
-        doomed = [run_dir / n for n in RUN_FILES if n not in keep]
+        # run.json first (it says whose run this is and how far it got), config.yaml
+        # last: a kill part-way leaves this config's files, which the same command
+        # recognises and clears again.
+        order = [RUN_FILE, *(n for n in RUN_FILES if n not in (RUN_FILE, CONFIG_FILE)),
+                 CONFIG_FILE]
+        doomed = [run_dir / n for n in order if n not in keep]
         for p in doomed:  # all or nothing: a folder among them would stop us half-way
             if p.is_dir() and not p.is_symlink():
                 raise StoreError(f"{p}: is a folder where the run keeps a file; remove or "
@@ -336,8 +345,16 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return read_csv(Path(run_dir) / METRICS_FILE, METRIC_COLUMNS)
 
 
+def _is_file(path: Path) -> bool:
+    """``is_file``, False for a path the system cannot even look up (too long)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
 def is_sweep_dir(path: Path) -> bool:
-    return (Path(path) / SWEEP_FILE).is_file()
+    return _is_file(Path(path) / SWEEP_FILE)
 
 
 # --- the folder lock ---------------------------------------------------------------

@@ -316,6 +316,9 @@ def check_resume(cfg: Config, ckpt: Checkpoint) -> None:
         raise ValueError(f"step {ckpt.step!r}: not a whole number of epochs of steps by "
                          f"epoch {ckpt.epoch}")
     per_epoch = ckpt.step // ckpt.epoch
+    if cfg.data.n_train is not None and per_epoch != steps_per_epoch(cfg, cfg.data.n_train):
+        raise ValueError(f"step {ckpt.step}: {per_epoch} steps per epoch, but this config makes "
+                         f"{steps_per_epoch(cfg, cfg.data.n_train)}")
     _check_records(cfg, ckpt, per_epoch)
     dim = cfg.data.dim if cfg.data.dataset == "synthetic" else IMAGE_SIZE * IMAGE_SIZE
     classes = cfg.data.classes if cfg.data.dataset == "synthetic" else 10
@@ -330,10 +333,23 @@ def check_resume(cfg: Config, ckpt: Checkpoint) -> None:
         got = sorted(ckpt.rngs) if isinstance(ckpt.rngs, dict) else ckpt.rngs
         raise ValueError(f"random streams {got!r}, expected {streams}")
     for name, state in ckpt.rngs.items():
-        try:
-            np.random.PCG64().state = state
-        except (TypeError, ValueError, KeyError, OverflowError) as exc:
-            raise ValueError(f"random stream {name!r}: not a PCG64 state ({exc})") from None
+        _check_pcg64(name, state)
+
+
+def _check_pcg64(name: str, state) -> None:
+    """A PCG64 bit generator's state as numpy writes it (numpy's own setter
+    takes an even increment or has_uint32 of 2 without a word)."""
+    inner = state.get("state") if isinstance(state, dict) else None
+    ok = (isinstance(inner, dict) and state.get("bit_generator") == "PCG64"
+          and set(state) == {"bit_generator", "state", "has_uint32", "uinteger"}
+          and set(inner) == {"state", "inc"}
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in (
+              inner["state"], inner["inc"], state["has_uint32"], state["uinteger"]))
+          and 0 <= inner["state"] < 1 << 128 and 0 < inner["inc"] < 1 << 128
+          and inner["inc"] % 2 == 1 and state["has_uint32"] in (0, 1)
+          and 0 <= state["uinteger"] < 1 << 32)
+    if not ok:
+        raise ValueError(f"random stream {name!r}: not a PCG64 state as numpy writes it")
 
 
 def _check_records(cfg: Config, ckpt: Checkpoint, per_epoch: int) -> None:
@@ -352,6 +368,11 @@ def _check_records(cfg: Config, ckpt: Checkpoint, per_epoch: int) -> None:
             if row["step"] > ckpt.step:
                 raise ValueError(f"{name} row {i + 1}: step {row['step']} is after the "
                                  f"checkpoint's step {ckpt.step}")
+    for i, row in enumerate(ckpt.metrics):
+        if not (all(0 <= row[k] <= 1 for k in ("train_acc", "test_acc"))
+                and all(row[k] >= 0 for k in ("train_loss", "test_loss", "elapsed"))):
+            raise ValueError(f"metrics row {i + 1}: an accuracy outside [0, 1] or a negative "
+                             "loss or time")
     every = cfg.eval.every
     want = [(e, e * per_epoch) for e in range(0, ckpt.epoch + 1) if e % every == 0]
     got = [(r["epoch"], r["step"]) for r in ckpt.metrics]

@@ -127,6 +127,8 @@ def loads(text: str, source: str) -> Any:
         raise YamlError([f"{source}: invalid YAML{where}: {problem}"]) from None
     except RecursionError:
         raise YamlError([f"{source}: nested too deeply to read"]) from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise YamlError([f"{source}: {str(exc).splitlines()[0]}"]) from None
 
 
 def read_text(path: str | Path, what: str = "file") -> str:

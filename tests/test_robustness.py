@@ -473,8 +473,8 @@ def test_resuming_removes_temporary_files_a_killed_writer_left(finished_sweep):
                       "nan)"),
     ("train.lr=Infinity", "train.lr: got 'Infinity', expected a finite number (a number > 0; "
                           "not inf or nan)"),
-    ("norm.eps=.inf", "norm.eps: got .inf, expected a finite number (a number > 0; not inf or "
-                      "nan)"),
+    ("norm.eps=.inf", "norm.eps: got .inf, expected a finite number (a number >= 1e-30; not inf "
+                      "or nan)"),
     ("norm.momentum=.nan", "norm.momentum: got .nan, expected a finite number (a number in "
                            "[0, 1] or null; not inf or nan)"),
     ("model.dropout=nan", "model.dropout: got 'nan', expected a finite number (a number in "

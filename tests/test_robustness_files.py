@@ -315,10 +315,11 @@ def test_the_same_command_finishes_a_run_killed_before_any_checkpoint(tmp_path):
     reference = tmp_path / "ref"
     assert invoke("train", cfg_path, "--out", reference, "-q").exit_code == 0
     run = tmp_path / "runs" / "r"
-    for status in ("running", "interrupted", "failed"):
+    for status in ("running", "interrupted", "failed", None):  # None: cut while clearing
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_bytes((reference / "r" / "config.yaml").read_bytes())
-        (run / "run.json").write_text(json.dumps({"status": status}))
+        if status:
+            (run / "run.json").write_text(json.dumps({"status": status}))
         (run / "metrics.csv").write_text("epoch,step\n0,0\n")
         (run / ".model.npz.k2j3.tmp").write_bytes(b"half a model")
         res = invoke("train", cfg_path, "--out", tmp_path / "runs", "-q")
@@ -393,7 +394,9 @@ def _metrics(run: Path) -> list[dict]:
     ("model.head=gap", "model.head: got 'gap', used only with model.arch 'cnn'"),
     ("init.weight_scale=1e308", "init.weight_scale: got '1e308', expected a positive number up "
                                 "to 1,000,000"),
-    ("norm.eps=0", "norm.eps: got 0, expected a number > 0"),
+    ("norm.eps=0", "norm.eps: got 0, expected a number >= 1e-30"),
+    ("norm.eps=1e-300", "norm.eps: got '1e-300', expected a number >= 1e-30"),  # 0 in float32
+    (f"seed={'9' * 5000}", "--set seed="),
 ])
 def test_settings_that_mean_nothing_or_overflow_are_one_line(tmp_path, setting, line):
     res = invoke("train", write(tmp_path, BASE), "--set", setting, "--out", tmp_path / "runs")
@@ -659,6 +662,12 @@ CHECKPOINT_EDITS = {
     "a bad diagnostics row": lambda c: setattr(c, "diagnostics", [{"x": 1}]),
     "negative running variance": lambda c: c.model["batchnorm1.running_var"].__setitem__(
         slice(None), -1.0),
+    "has_uint32 of 2": lambda c: c.rngs["batches"].update(has_uint32=2),
+    "an even increment": lambda c: c.rngs["batches"]["state"].update(
+        inc=c.rngs["batches"]["state"]["inc"] + 1),
+    "steps per epoch doubled throughout": lambda c: (
+        setattr(c, "step", 2 * c.step), [r.update(step=2 * r["step"]) for r in c.metrics]),
+    "an accuracy of 2": lambda c: c.metrics[-1].update(test_acc=2.0),
 }
 
 
@@ -753,3 +762,88 @@ def test_a_report_cut_short_by_a_write_error_leaves_no_figures_folder(sweep_dir,
 ])
 def test_a_commands_own_option_errors_are_one_line(args, line):
     one_error(invoke(*args), line)
+
+
+def test_a_path_longer_than_the_system_allows_is_one_line(sweep_dir, tmp_path):
+    deep = tmp_path / ("d/" * 2100 + "x.md")
+    for args in (["report", sweep_dir], ["plot", sweep_dir], ["init", "book_bn"]):
+        res = invoke(*args, *(["--out"] if args[0] != "init" else []), deep)
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1
+    res = invoke("train", write(tmp_path, BASE), "--out", tmp_path / ("d/" * 2100))
+    assert res.exit_code == 2 and res.output.startswith("error: "), res.output
+
+
+def test_plot_out_may_not_replace_a_sweeps_own_figure(sweep_dir, trained):
+    own = sweep_dir / "final.png" if (sweep_dir / "final.png").exists() else sweep_dir / "grid.png"
+    before = own.read_bytes()
+    for args in (["plot", sweep_dir, "--kind", "final", "--x", "train.lr"], ["plot", trained]):
+        one_error(invoke(*args, "--out", own), f"{own}: is {sweep_dir}'s own {own.name}")
+    assert own.read_bytes() == before
+
+
+def test_a_killed_sweep_takes_its_workers_with_it(tmp_path):
+    """With the parent killed by SIGKILL, pool workers would go on writing
+    checkpoints beside the next sweep; they die with it."""
+    raw = {**BASE, "name": "sk", "train": {**BASE["train"], "epochs": 5000,
+                                           "checkpoint_every": 100},
+           "sweep": {"grid": {"model.norm": ["none", "batch"]}, "seeds": [0]}}
+    proc = subprocess.Popen([sys.executable, "-m", "bnexp", "sweep", str(write(tmp_path, raw)),
+                             "--out", str(tmp_path / "runs"), "-j", "2", "--no-plot", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((tmp_path / "runs").glob("sk/*/checkpoint.npz"))) < 2:
+        time.sleep(0.1)
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _child_worker(int(p), proc.pid)]
+    assert len(workers) == 2, "the sweep's two workers were not found running"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a worker outlived its killed sweep"
+
+
+def _child_worker(pid: int, parent: int) -> bool:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    ppid = int(stat_line.rsplit(")", 1)[1].split()[1])
+    return ppid == parent and b"spawn_main" in cmdline
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_run_whose_worker_was_killed_is_rerun_by_the_same_command(tmp_path):
+    """A worker killed (the OOM killer, say) did not make its run fail: it is
+    marked interrupted, and the same command runs it again."""
+    raw = {**BASE, "name": "wk", "train": {**BASE["train"], "epochs": 3000,
+                                           "checkpoint_every": 100},
+           "sweep": {"grid": {"model.norm": ["none"]}, "seeds": [0]}}
+    cmd = [sys.executable, "-m", "bnexp", "sweep", str(write(tmp_path, raw)), "--out",
+           str(tmp_path / "runs"), "-j", "1", "--no-plot", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "wk" / "norm=none,seed=0"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (run / "checkpoint.npz").exists():
+        time.sleep(0.1)
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _child_worker(int(p), proc.pid)]
+    assert len(workers) == 1
+    os.kill(workers[0], 9)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["error"].startswith(
+        "its worker stopped before it finished: "), info
+    assert "the same command runs them again" in err
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"

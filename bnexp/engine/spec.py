@@ -530,7 +530,7 @@ def check_values(desc: dict, state: Mapping[str, np.ndarray], prefix: str = "") 
         key = f"{d['name']}.running_var"
         if d["type"] not in ("BatchNorm", "InstanceNorm") or key not in state:
             continue
-        var = np.asarray(state[key], dtype=np.float64)
-        if (var < 0).any() or (var + d["eps"] <= 0).any():
+        var = np.asarray(state[key])
+        if (var < 0).any() or (var + var.dtype.type(d["eps"]) <= 0).any():  # in its dtype
             raise ValueError(f"{prefix}{key}: holds {float(var.min()):g}; a running variance "
                              f"is >= 0 and, with eps {d['eps']:g}, > 0")

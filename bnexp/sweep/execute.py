@@ -143,9 +143,21 @@ def plan(sweep: Sweep, sweep_dir: Path, force: bool, retry_failed: bool) -> list
 
 
 def _worker_init() -> None:
-    """Worker initializer: Ctrl-C is the parent's. (One BLAS thread: the
+    """Worker initializer: Ctrl-C is the parent's, and a worker dies with its
+    parent (killed with SIGKILL, the parent cannot stop it: it would go on
+    writing checkpoints beside the next sweep). (One BLAS thread: the
     environment the parent sets below, and ``train`` pins it regardless.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
 
 
 DASK_CONNECT_SECONDS = 20
@@ -386,15 +398,20 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
 
 
 def _payload(fut, p: Point) -> dict:
-    """A finished future's run, or a failed run where the worker itself died
-    (killed, say, or out of memory)."""
+    """A finished future's run, or, where the worker itself stopped (killed,
+    out of memory, a Dask scheduler lost), an interrupted one: it did not fail
+    by itself, and the same command runs it again."""
     try:
         return fut.result()
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         import traceback
 
         info = runner.run_info(p.config, None)
-        info.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+        info.update(status="interrupted", ended=runner.now(),
+                    error=f"its worker stopped before it finished: {type(exc).__name__}: "
+                          f"{exc}".rstrip(": "),
                     traceback="".join(traceback.format_exception(exc)))
         return {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None}
 
