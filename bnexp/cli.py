@@ -167,6 +167,7 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
 
     from .sweep import train_guard
 
+    runner.preload(plot=not no_plot)  # before SIGTERM may interrupt an import
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM behaves as Ctrl-C
     try:
         with train_guard(run_dir, cfg):

@@ -83,6 +83,11 @@ def _pyplot():
     return plt
 
 
+def load_matplotlib() -> None:
+    """Import matplotlib with the Agg backend, the one every figure draws with."""
+    _pyplot()
+
+
 def figure_bytes(fig, fmt: str = "png") -> bytes:
     """Render and close ``fig``, without metadata that changes between runs."""
     try:

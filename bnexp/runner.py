@@ -76,6 +76,21 @@ def _restartable(run_dir: Path, cfg: Config) -> bool:
     return saved.decode("utf-8", "replace") == dump(cfg)
 
 
+def preload(plot: bool = True) -> None:
+    """Import what a run needs (numpy, the engine, matplotlib's Agg when it
+    draws) before a handler turns SIGTERM into an interrupt: an interrupt
+    that lands inside an extension module's initialization surfaces as an
+    ImportError traceback, not as an interrupt."""
+    from . import train  # noqa: F401  (numpy, the engine, the datasets)
+    from .modelfile import model_bytes  # noqa: F401
+    from .provenance import blas  # noqa: F401
+
+    if plot:
+        from .plot import load_matplotlib
+
+        load_matplotlib()
+
+
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
             command: list[str] | None = None, argv: list[str] | None = None,
             threads: int = 1, run_dir: Path | None = None, resume=None) -> dict:
@@ -136,7 +151,10 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     if plot:
         from .plot import curves_png
 
-        payload["curves"] = curves_png(result.metrics, info)
+        # Held: Ctrl-C or SIGTERM while Agg draws surfaces from its C++ as a
+        # ValueError ("Invalid affine transformation matrix"), not an interrupt.
+        with store.signals_deferred():
+            payload["curves"] = curves_png(result.metrics, info)
     return payload
 
 
