@@ -494,8 +494,7 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
                       f"{d.dim}, n_test {d.n_test})")
     if cnn and min(h for _, h, _ in cnn_shapes(m)) < 1:
         return
-    params = param_count(cfg, d.dim if d.dataset == "synthetic" else 784,
-                         d.classes if d.dataset == "synthetic" else 10)
+    params = param_count(cfg, *data_shape(cfg))
     if params > MAX_PARAMS:
         key, value = ("model.channels", m.channels) if cnn else ("model.hidden", m.hidden)
         errors.append(f"{key}: got {show(list(value))}, a model of {params:,} "
@@ -554,6 +553,17 @@ def cnn_shapes(m: ModelConfig) -> list[tuple[int, int, int]]:
             hw //= 2
         shapes.append((out, hw, hw))
     return shapes
+
+
+IMAGE_CLASSES = 10  # mnist5k, MNIST and Fashion-MNIST
+
+
+def data_shape(cfg: Config) -> tuple[int, int]:
+    """Values per sample and classes of the config's data, known without
+    loading it (an image dataset's 28 x 28 pixels and 10 classes)."""
+    if cfg.data.dataset == "synthetic":
+        return cfg.data.dim, cfg.data.classes
+    return IMAGE_SIZE * IMAGE_SIZE, IMAGE_CLASSES
 
 
 def param_count(cfg: Config, in_dim: int, classes: int) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import files, store
+from . import store
 from .config import Config, dump
 from .errors import BnexpError
 
@@ -68,12 +68,12 @@ def _restartable(run_dir: Path, cfg: Config) -> bool:
     only holding the folder (no other process runs it)."""
     if store.run_status(run_dir) in store.FINISHED:
         return False  # a result: only --force replaces it
+    from .yamlio import YamlError, read_text
+
     try:
-        saved = files.read_bytes(Path(run_dir) / store.CONFIG_FILE, store.MAX_JSON_BYTES,
-                                 "config file")
-    except files.FileError:
+        return read_text(Path(run_dir) / store.CONFIG_FILE, "config file") == dump(cfg)
+    except YamlError:  # missing, not a regular file, too large, not UTF-8: not this config's
         return False
-    return saved.decode("utf-8", "replace") == dump(cfg)
 
 
 def preload(plot: bool = True) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import store
-from .config import IMAGE_SIZE, Config
+from .config import IMAGE_SIZE, Config, data_shape
 from .datasets import Dataset, load_dataset
 from .engine import Dropout, Network, NoisyShift, make_optimizer
 from .engine.model import NormSettings, build, cnn_layers, mlp_layers
@@ -280,9 +280,7 @@ def warm_kernels(cfgs) -> None:
         if key in seen:
             continue
         seen.add(key)
-        synthetic = cfg.data.dataset == "synthetic"
-        dim = cfg.data.dim if synthetic else IMAGE_SIZE * IMAGE_SIZE
-        classes = cfg.data.classes if synthetic else 10
+        dim, classes = data_shape(cfg)
         rng = np.random.default_rng(0)
         model = build_model(cfg, dim, classes, rng)
         opt = make_optimizer(cfg.train.optimizer, model.layers, cfg.train.lr,
@@ -296,9 +294,8 @@ def warm_kernels(cfgs) -> None:
 
 
 # The columns of each record's rows: those of the CSV file each becomes.
-RECORD_COLUMNS = {"metrics": store.METRIC_COLUMNS, "diagnostics": store.DIAGNOSTIC_COLUMNS,
-                  "steps": store.STEP_COLUMNS, "landscape": store.LANDSCAPE_COLUMNS,
-                  "ics": store.ICS_COLUMNS}
+RECORD_COLUMNS = {"metrics": store.METRIC_COLUMNS,
+                  **{name: columns for name, (_, columns) in store.TABLES.items()}}
 
 
 def check_resume(cfg: Config, ckpt: Checkpoint) -> None:
@@ -320,9 +317,7 @@ def check_resume(cfg: Config, ckpt: Checkpoint) -> None:
         raise ValueError(f"step {ckpt.step}: {per_epoch} steps per epoch, but this config makes "
                          f"{steps_per_epoch(cfg, cfg.data.n_train)}")
     _check_records(cfg, ckpt, per_epoch)
-    dim = cfg.data.dim if cfg.data.dataset == "synthetic" else IMAGE_SIZE * IMAGE_SIZE
-    classes = cfg.data.classes if cfg.data.dataset == "synthetic" else 10
-    model = build_model(cfg, dim, classes, np.random.default_rng(0))
+    model = build_model(cfg, *data_shape(cfg), np.random.default_rng(0))
     model.load_state_dict(ckpt.model)
     check_values(describe(model), ckpt.model)
     make_optimizer(t.optimizer, model.layers, t.lr, momentum=t.momentum, nesterov=t.nesterov,
