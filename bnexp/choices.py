@@ -20,6 +20,7 @@ RENORM_RUNNING = ("sigma", "variance")  # what batch renorm's running statistics
 KERNELS = ("numpy", "numba")  # numpy: the reference engine; numba: the [fast] extra
 
 PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations", "landscape")
+FIGURE_FORMATS = ("png", "svg", "pdf")
 # The metrics of one evaluation (metrics.csv's columns, what figures plot) and of
 # one run (summary.csv's columns, what reports tabulate and checks test).
 EPOCH_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")

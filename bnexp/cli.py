@@ -14,7 +14,14 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .choices import DATASETS, IDX_DATASETS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
+from .choices import (
+    DATASETS,
+    FIGURE_FORMATS,
+    IDX_DATASETS,
+    PLOT_KINDS,
+    PLOT_METRICS,
+    PLOT_STATS,
+)
 
 
 class UserError(click.ClickException):
@@ -362,7 +369,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only runs with this value of a swept key (repeatable).")
 @click.option("--out", type=click.Path(), help="Output file (default: in PATH).")
-@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(FIGURE_FORMATS), default=None,
               help="File format (default: from --out's extension, else png).")
 @click.option("--force", is_flag=True,
               help="Redraw the folder's own figure (grid.png, curves.png) even where it changes.")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import values as V
-from .choices import METRIC_LABELS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
+from .choices import FIGURE_FORMATS, METRIC_LABELS, PLOT_KINDS, PLOT_METRICS, PLOT_STATS
 from .errors import BnexpError
 from .store import (
     DIAGNOSTIC_COLUMNS,
@@ -576,20 +576,17 @@ def activations_figure(runs: list[tuple[str, Path]], layer: int | None, fig=None
     return fig
 
 
-FORMATS = ("png", "svg", "pdf")
-
-
 def output_format(out: str | Path | None, fmt: str | None) -> str:
     """The file format: ``--format``, else ``--out``'s extension, else png; the
     two must agree when both are given."""
     ext = Path(out).suffix.lstrip(".").lower() if out else ""
-    if ext and ext not in FORMATS:
+    if ext and ext not in FIGURE_FORMATS:
         raise PlotError(f"--out {out}: unknown extension .{ext}, expected "
-                        f"{', '.join('.' + f for f in FORMATS)}")
+                        f"{', '.join('.' + f for f in FIGURE_FORMATS)}")
     if fmt and ext and fmt != ext:
         raise PlotError(f"--format {fmt} contradicts --out {out}; drop one of them")
-    if fmt and fmt not in FORMATS:
-        raise PlotError(f"--format: got {fmt!r}, expected one of {', '.join(FORMATS)}")
+    if fmt and fmt not in FIGURE_FORMATS:
+        raise PlotError(f"--format: got {fmt!r}, expected one of {', '.join(FIGURE_FORMATS)}")
     return fmt or ext or "png"
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from . import files
 from . import values as V
-from .choices import PLOT_KINDS
+from .choices import FIGURE_FORMATS, PLOT_KINDS
 from .errors import BnexpError
 
 # Every file of a run folder and of a sweep folder, named once.
@@ -139,7 +139,7 @@ def check_user_output(path: Path, allow: tuple[str, ...] = ()) -> None:
     path = Path(path)
     check_output(path)
     parent = path.parent
-    figures = {f"{kind}.{fmt}" for kind in PLOT_KINDS for fmt in ("png", "svg", "pdf")}
+    figures = {f"{kind}.{fmt}" for kind in PLOT_KINDS for fmt in FIGURE_FORMATS}
     own = {SWEEP_FILE, SUMMARY_FILE, AGGREGATE_FILE, *figures} if is_sweep_dir(parent) else set()
     if _is_file(parent / RUN_FILE) or _is_file(parent / CONFIG_FILE):
         own |= set(RUN_FILES)
