@@ -35,7 +35,7 @@ from throughput import pin_one_core, report_environment  # noqa: E402
 
 from bnexp import config  # noqa: E402
 from bnexp.datasets import load_dataset  # noqa: E402
-from bnexp.engine import kernels  # noqa: E402
+from bnexp.engine import backend as kernels  # noqa: E402
 from bnexp.train import Streams, train  # noqa: E402
 
 

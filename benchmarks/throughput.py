@@ -29,7 +29,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bnexp.engine import build_mlp, kernels, make_optimizer  # noqa: E402
+from bnexp.engine import backend as kernels  # noqa: E402
+from bnexp.engine import build_mlp, make_optimizer  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax_book  # noqa: E402

@@ -115,7 +115,7 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, root: str | No
     cfg = run_config(run_dir)
     path = _model_path(run_dir, model)
     net, meta = load_model(path)
-    net.use_kernels(cfg.train.kernels)  # the kernels that made the run's own evaluations
+    net.use_backend(cfg.train.kernels)  # the kernels that made the run's own evaluations
     dataset = _other_data(cfg, dataset)
     data = run_data(cfg, dataset, root)
     _check_fits(path, meta, data, f"--data {dataset}" if dataset else

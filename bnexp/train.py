@@ -226,8 +226,7 @@ def precise_bn(model: Network, x: np.ndarray, batch_size: int, batches: int,
     bns = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
-        bn.momentum = None  # a cumulative average from here
-        bn._work.clear()  # its fixed coefficients came from the momentum
+        bn.set_momentum(None)  # a cumulative average from here
         bn.buffers["num_batches_tracked"].fill(0)
     order = np.empty(0, dtype=np.int64)
     for _ in range(batches):
@@ -236,8 +235,7 @@ def precise_bn(model: Network, x: np.ndarray, batch_size: int, batches: int,
         idx, order = order[:batch_size], order[batch_size:]
         model.forward(x[idx], train=True)
     for bn, momentum in zip(bns, saved):
-        bn.momentum = momentum
-        bn._work.clear()
+        bn.set_momentum(momentum)
 
 
 def layer_list(cfg: Config) -> list:

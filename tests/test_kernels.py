@@ -13,7 +13,7 @@ from gradcheck import check_layer
 
 from bnexp import config, runner
 from bnexp.engine import BatchNorm, ReLU, SoftmaxCrossEntropy, build_mlp, make_optimizer
-from bnexp.engine.kernels import load
+from bnexp.engine.backend import load
 from bnexp.train import train
 
 pytest.importorskip("numba")
@@ -126,7 +126,7 @@ def test_the_fused_pair_gives_the_numbers_of_the_two_layers_one_by_one(arch):
         return losses, opt.params.copy()
     assert any(isinstance(layer, BatchNorm) for layer, relu in
                build_mlp(3, 2, [4], rng=np.random.default_rng(0), norm="batch",
-                         kernels="numba")._steps if relu is not None)
+                         kernels="numba").steps if relu is not None)
     fused, unfused = run(10**6), run(1)
     assert fused[0] == unfused[0]
     np.testing.assert_array_equal(fused[1], unfused[1])
@@ -287,7 +287,7 @@ def test_networks_of_another_form_run_layer_by_layer(kw):
 
 
 def test_without_a_blas_it_can_call_the_network_runs_layer_by_layer(monkeypatch):
-    from bnexp.engine import kernels as kernels_mod
+    from bnexp.engine import backend as kernels_mod
 
     monkeypatch.setattr(kernels_mod, "_gemm_addresses", lambda: None)
     net = build_mlp(12, 5, [8], rng=np.random.default_rng(0), kernels="numba", norm="batch")
@@ -340,7 +340,7 @@ def test_warming_the_kernels_compiles_what_a_config_runs(monkeypatch):
     real = build_mlp.__globals__["Network"].loss_and_backward
 
     def counting(self, *a, **kw):
-        calls.append(self.kernels)
+        calls.append(self.backend.name)
         return real(self, *a, **kw)
     monkeypatch.setattr(build_mlp.__globals__["Network"], "loss_and_backward", counting)
     numba_cfg = small_config()
@@ -462,7 +462,7 @@ def test_a_blas_function_that_does_not_give_matmuls_products_is_not_called(monke
     kernels must not call it: here float64's address is sgemm's (which reads
     and writes half the bytes: safe to call, wrong numbers). The CNN then
     takes the NumPy convolution and the MLP its layer-by-layer path."""
-    from bnexp.engine import kernels as kernels_mod
+    from bnexp.engine import backend as kernels_mod
     from bnexp.engine.model import NormSettings, build, cnn_layers
 
     real = kernels_mod._gemm_addresses()

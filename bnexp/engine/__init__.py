@@ -1,6 +1,7 @@
 """bnexp's NumPy training engine: layers, loss, optimizers and the network."""
 
-from . import kernels
+from . import backend
+from .backend import Backend
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
@@ -12,6 +13,6 @@ __all__ = [
     "Adam", "AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Flatten", "GlobalAvgPool",
     "GroupNorm", "Identity", "InstanceNorm", "Layer", "LayerNorm", "Linear", "MLP",
     "MaxPool2d", "Momentum", "Network", "NoisyShift", "Optimizer", "Record", "ReLU", "SGD", "Sigmoid",
-    "SoftmaxCrossEntropy", "Tanh", "WeightNorm", "build_mlp", "init_std", "kernels",
+    "SoftmaxCrossEntropy", "Tanh", "WeightNorm", "build_mlp", "init_std", "backend", "Backend",
     "make_optimizer",
 ]

@@ -242,7 +242,7 @@ class Conv2d(Layer):
         dtypes, a strided input, or no BLAS the kernels can call)."""
         key = ("compiled", x.shape, x.dtype)
         if key not in self._work:
-            from .kernels import gemm_address
+            from .backend import gemm_address
 
             W = self.params["W"]
             fits = (self.stride == 1 and self.padding <= self.kernel - 1

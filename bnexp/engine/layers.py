@@ -37,12 +37,11 @@ class Layer:
     """Base class: the shared interface and the work-buffer pool.
 
     ``kernels`` is None (the NumPy code below, the reference) or the module of
-    compiled kernels (``engine.kernels.load``) that layers which have a
-    compiled path use for it."""
-
-    kernels = None
+    compiled kernels of the network's backend (``engine.backend``), which
+    layers that have a compiled path use for it."""
 
     def __init__(self) -> None:
+        self.kernels = None
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}

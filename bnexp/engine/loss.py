@@ -29,9 +29,8 @@ class SoftmaxCrossEntropy:
     The returned gradient is a work buffer reused by the next call.
     """
 
-    kernels = None  # or the compiled kernels (see Layer.kernels)
-
-    def __init__(self) -> None:
+    def __init__(self, kernels=None) -> None:
+        self.kernels = kernels  # None, or the backend's compiled kernels (see Layer)
         self._plans: dict[tuple, _LossWork] = {}
         self._w: _LossWork | None = None
         self._compiled = False

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..choices import HEADS, NORMS, PLACEMENTS, POOLS
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
-from .kernels import load as load_kernels
+from .backend import Backend
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Renorm, WeightNorm
@@ -61,7 +61,7 @@ class Network:
 
     def __init__(self, layers: Sequence[Layer], names: Sequence[str], dtype=np.float32,
                  input_shape: tuple[int, ...] | None = None,
-                 eval_chunk: int = EVAL_CHUNK, kernels: str = "numpy") -> None:
+                 eval_chunk: int = EVAL_CHUNK, kernels: str | Backend = "numpy") -> None:
         if len(layers) != len(names):
             raise ValueError("one name per layer")
         self.layers = list(layers)
@@ -69,9 +69,8 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(input_shape) if input_shape else None
         self.eval_chunk = eval_chunk
-        self.use_kernels(kernels)  # and the loss
+        self.use_backend(kernels)  # and the loss
         self.records: list[Record] = []
-        self._fused = False  # whether the last forward ran self._steps
         first = self.layers[0]
         if isinstance(first, (Linear, Conv2d, WeightNorm)):
             first.input_grad = False  # the data needs no gradient
@@ -83,17 +82,16 @@ class Network:
     def named_layers(self):
         return zip(self.names, self.layers)
 
-    def use_kernels(self, name: str) -> None:
-        """Run the passes around the matrix products with ``name``'s kernels
-        (``numpy``: the layers' reference code; ``numba``: compiled, with each
-        BatchNorm -> ReLU pair fused into one kernel per pass)."""
-        module = load_kernels(name)
-        self.kernels = name
+    def use_backend(self, backend: str | Backend) -> None:
+        """Run the passes around the matrix products on ``backend`` (a name or a
+        Backend: ``numpy``, the layers' reference code; ``numba``, compiled, with
+        each BatchNorm -> ReLU pair fused into one kernel per pass)."""
+        self.backend = Backend.named(backend)
         for layer in self.layers:
-            layer.kernels = module
-        self.loss = SoftmaxCrossEntropy()
-        self.loss.kernels = module
-        self._steps = self._plan_steps()
+            layer.kernels = self.backend.kernels
+        self.loss = SoftmaxCrossEntropy(self.backend.kernels)
+        self.steps = self._plan_steps()
+        self._ran = self.steps  # what the last forward ran, for backward
         self._whole: dict[tuple, object] = {}  # batch shape -> compiled-step plan or None
 
     def _plan_steps(self) -> list[tuple[Layer, Layer | None]]:
@@ -128,34 +126,28 @@ class Network:
                 out = layer.forward(h, train)
                 self.records.append(Record(name, layer, h.copy(), out.copy()))
                 h = out
-            self._fused = False
+            self._ran = [(layer, None) for layer in self.layers]
             return h
-        for layer, relu in self._steps:
+        for layer, relu in self.steps:
             h = layer.forward(h, train) if relu is None else layer.forward_relu(h, train, relu)
-        self._fused = True
+        self._ran = self.steps
         return h
 
     def backward(self, dlogits: np.ndarray) -> None:
         """Backpropagate ``dlogits`` (N, C), filling every layer's grads."""
         g = dlogits
-        if self._fused:
-            for layer, relu in reversed(self._steps):
-                g = layer.backward(g) if relu is None else layer.backward_relu(g, relu)
-                if g is None:  # a first Linear skips the data's gradient
-                    break
-            return
-        for layer in reversed(self.layers):
-            g = layer.backward(g)
-            if g is None:
+        for layer, relu in reversed(self._ran):  # the steps the last forward ran
+            g = layer.backward(g) if relu is None else layer.backward_relu(g, relu)
+            if g is None:  # a first Linear skips the data's gradient
                 break
 
     def loss_and_backward(self, x: np.ndarray, labels: np.ndarray, record: bool = False) -> float:
         """One training pass in train mode: forward, mean loss, and (when the
         loss is finite) backward into every layer's grads. Returns the loss."""
-        if self.kernels == "numba" and not record:
+        if self.backend.compiled and not record:
             whole = self._whole_step(x)
             if whole is not None:  # the whole pass in two compiled calls
-                self._fused = False
+                self._ran = []  # nothing for a layer-by-layer backward to do
                 return whole.run(x, labels)
         loss = self.loss.forward(self.forward(x, train=True, record=record), labels)
         if math.isfinite(loss):
@@ -169,9 +161,7 @@ class Network:
         key = (x.shape, x.dtype)
         plan = self._whole.get(key, False)
         if plan is False or (plan is not None and not plan.current()):
-            from . import numba_step
-
-            plan = self._whole[key] = numba_step.plan(self, x)
+            plan = self._whole[key] = self.backend.whole_step(self, x)
         if plan is not None and not x.flags.c_contiguous:
             return None
         return plan
@@ -181,10 +171,9 @@ class Network:
         work arrays, loss and records: evaluation in another thread."""
         twin = copy.copy(self)
         twin.layers = [layer.replica() for layer in self.layers]
-        twin.loss = SoftmaxCrossEntropy()
-        twin.loss.kernels = self.loss.kernels
+        twin.loss = SoftmaxCrossEntropy(self.backend.kernels)
         twin.records = []
-        twin._steps = twin._plan_steps()
+        twin.steps = twin._ran = twin._plan_steps()
         twin._whole = {}
         return twin
 

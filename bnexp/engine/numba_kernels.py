@@ -465,19 +465,12 @@ def mm(fn, a, b, c, ta, tb):
 
 
 @njit(**_JIT)
-def _coef(count, momentum, unbias, dtype_one):
-    """The running update's (keep, c_mean, c_var) as BatchNorm computes them
-    (momentum NaN: a cumulative average, 1 / count)."""
-    f = 1.0 / count if np.isnan(momentum) else momentum
-    t = dtype_one.dtype.type
-    return t(1.0 - f), t(f), t(f * unbias)
-
-
-@njit(**_JIT)
 def mlp_forward(fn, x, labels, Ws, bs, has_bias, zs, hs, has_bn, update, gammas, betas, eps,
-            stats, svs, runnings, counts, moms, unbias, logits, shifted, true):
+            stats, svs, runnings, counts, coefs, logits, shifted, true):
     """Train-mode forward to the shifted logits (the loss's first half);
-    updates every BatchNorm's running statistics. False on a bad label."""
+    updates every BatchNorm's running statistics, counting the update and
+    moving them by its (keep, c_mean, c_var) in ``coefs`` (``norms.running``'s
+    rule, worked out by the caller). False on a bad label."""
     L = len(hs)
     h = x
     for l in range(L + 1):
@@ -495,7 +488,7 @@ def mlp_forward(fn, x, labels, Ws, bs, has_bias, zs, hs, has_bn, update, gammas,
             keep, cm, cv = stats[l][0, 0], stats[l][0, 0], stats[l][0, 0]
             if update[l]:
                 counts[l][()] += 1
-                keep, cm, cv = _coef(counts[l][()], moms[l], unbias[l], svs[l][:1])
+                keep, cm, cv = coefs[l][0], coefs[l][1], coefs[l][2]
             bn_train_forward(z, gammas[l], betas[l], eps[l], True, stats[l], svs[l], hs[l],
                                update[l], runnings[l], keep, cm, cv)
         else:

@@ -18,23 +18,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import gemm_address
+from .backend import gemm_address
 from .layers import Linear, ReLU
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm
+from .norms import running as rule
 from .numba_kernels import mlp_backward, mlp_forward, mm
 
 
 def _blocks(net):
     """[(linear, batchnorm or None)] per hidden block and the output Linear, or
     None where the network is not Linear -> [BatchNorm] -> ReLU blocks."""
-    steps, blocks, i = net._steps, [], 0
+    steps, blocks, i = net.steps, [], 0
     while i + 1 < len(steps):
         (lin, _), (nxt, relu) = steps[i], steps[i + 1]
         if type(lin) is not Linear:
             return None
         if type(nxt) is BatchNorm and type(relu) is ReLU:
-            if nxt.ghost_batch is not None or nxt.renorm is not None:
+            if not nxt.plain:
                 return None
             blocks.append((lin, nxt))
         elif type(nxt) is ReLU and relu is None:
@@ -88,15 +89,23 @@ class Plan:
         self.betas = per_bn(lambda bn: bn.params["beta"], zeros)
         self.dgammas = per_bn(lambda bn: bn.grads["gamma"], zeros)  # else: written, unread
         self.dbetas = per_bn(lambda bn: bn.grads["beta"], zeros)
-        self.runnings = per_bn(lambda bn: bn._running, lambda w: np.zeros((2, w), dtype),
+        self.runnings = per_bn(lambda bn: bn.running, lambda w: np.zeros((2, w), dtype),
                                lambda bn: bn.track_running_stats)
         self.counts = per_bn(lambda bn: bn.buffers["num_batches_tracked"],
                              lambda w: np.zeros((), np.int64), lambda bn: bn.track_running_stats)
         self.eps = np.array([bn.eps if bn is not None else 0.0 for bn in bns])
-        self.moms = np.array([np.nan if bn is None or bn.momentum is None else bn.momentum
-                              for bn in bns])
-        self.unbias = np.array([N / (N - 1) if bn is not None and bn.convention == "pytorch"
-                                else 1.0 for bn in bns])
+        # The running update's coefficients per block, by the rule in norms.running:
+        # fixed for a fixed momentum, made per step for a cumulative average.
+        self.coefs = tuple(np.zeros(3, dtype) for _ in widths)
+        self.cumulative = []
+        for bn, coef in zip(bns, self.coefs):
+            if bn is None or not bn.track_running_stats:
+                continue
+            if bn.momentum is None:
+                self.cumulative.append((bn, coef))
+            else:
+                coef[:] = rule.coefficients(bn.momentum, N, bn.convention)
+        self.N = N
         self.stats = tuple(np.zeros((2, w), dtype) for w in widths)
         self.svs = tuple(np.empty(w, dtype) for w in widths)
         C = out.out_features
@@ -109,9 +118,12 @@ class Plan:
         return all(store[key] is a for store, key, a in self.params)
 
     def run(self, x: np.ndarray, labels: np.ndarray) -> float:
+        for bn, coef in self.cumulative:  # 1 / count, the count including this update
+            f = rule.factor(None, int(bn.buffers["num_batches_tracked"]) + 1)
+            coef[:] = rule.coefficients(f, self.N, bn.convention)
         if not mlp_forward(self.fn, x, labels, self.Ws, self.bs, self.has_bias, self.zs, self.hs,
                        self.has_bn, self.update, self.gammas, self.betas, self.eps, self.stats,
-                       self.svs, self.runnings, self.counts, self.moms, self.unbias,
+                       self.svs, self.runnings, self.counts, self.coefs,
                        self.logits, self.p, self.true):
             SoftmaxCrossEntropy._bad_labels(labels, self.p.shape[1])
         np.exp(self.p, self.p)

@@ -17,14 +17,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..choices import OPTIMIZERS
-from .kernels import load as load_kernels
+from .backend import Backend
 from .layers import Layer
 
 
 class Optimizer:
-    kernels = None  # or the compiled kernels (see Layer.kernels): one fused pass per update
-
     def __init__(self, layers: Sequence[Layer], lr: float, weight_decay: float = 0.0) -> None:
+        self.kernels = None  # or the backend's compiled kernels: one fused pass per update
         if not lr > 0:
             raise ValueError(f"lr={lr} must be > 0")
         if weight_decay < 0:
@@ -178,9 +177,10 @@ class Adam(Optimizer):
 
 def make_optimizer(name: str, layers: Sequence[Layer], lr: float, *, momentum: float = 0.9,
                    nesterov: bool = False, weight_decay: float = 0.0,
-                   kernels: str = "numpy") -> Optimizer:
+                   kernels: str | Backend = "numpy") -> Optimizer:
     """Build an optimizer by its config name: ``sgd | momentum | adam``, its
-    update run by ``kernels`` (``numpy | numba``)."""
+    update run by the backend ``kernels`` (``numpy | numba``, or a network's
+    ``backend``)."""
     if name == "sgd":
         opt = SGD(layers, lr, weight_decay)
     elif name == "momentum":
@@ -189,5 +189,5 @@ def make_optimizer(name: str, layers: Sequence[Layer], lr: float, *, momentum: f
         opt = Adam(layers, lr, weight_decay=weight_decay)
     else:
         raise ValueError(f"optimizer: got {name!r}, expected one of {', '.join(OPTIMIZERS)}")
-    opt.kernels = load_kernels(kernels)
+    opt.kernels = Backend.named(kernels).kernels
     return opt

@@ -1,12 +1,18 @@
-"""Which kernels run the passes around the matrix products: ``numpy`` (the
-reference engine, always there) or ``numba`` (compiled, fused kernels from
-the optional ``fast`` extra: ``pip install "bnexp[fast]"``)."""
+"""The backend: which kernels run the passes around the matrix products,
+``numpy`` (the reference engine, always there) or ``numba`` (compiled, fused
+kernels from the optional ``fast`` extra: ``pip install "bnexp[fast]"``).
+
+One ``Backend`` object per choice is handed to a network (``Network(...,
+kernels=...)``, ``Network.use_backend``) and to an optimizer; layers with a
+compiled path read its kernel module from their ``kernels`` attribute, None
+on the NumPy backend."""
 
 from __future__ import annotations
 
 import ctypes
 import functools
 import importlib.util
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -17,6 +23,38 @@ from ..choices import KERNELS
 def available(name: str) -> bool:
     """Whether ``name``'s kernels can run here (without importing them)."""
     return name == "numpy" or (name == "numba" and importlib.util.find_spec("numba") is not None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend: its name and its kernel module (None for numpy: the layers'
+    own code). ``Backend.named`` gives the one object per name."""
+
+    name: str
+    kernels: ModuleType | None
+
+    @property
+    def compiled(self) -> bool:
+        return self.kernels is not None
+
+    @staticmethod
+    def named(name: str | Backend) -> Backend:
+        """The backend called ``name`` (a Backend is returned as it is)."""
+        return name if isinstance(name, Backend) else _backend(name)
+
+    def whole_step(self, net, x):
+        """The compiled step for the whole training pass of ``net`` on batches
+        like ``x`` (``numba_step.plan``), or None: run layer by layer."""
+        if not self.compiled:
+            return None
+        from . import numba_step
+
+        return numba_step.plan(net, x)
+
+
+@functools.cache
+def _backend(name: str) -> Backend:
+    return Backend(name, load(name))
 
 
 def load(name: str) -> ModuleType | None:
