@@ -36,7 +36,8 @@ from throughput import (  # noqa: E402
     torch_training_step,
 )
 
-from bnexp.engine import backend as kernels, make_optimizer  # noqa: E402
+from bnexp.engine import backend as kernels  # noqa: E402
+from bnexp.engine import make_optimizer
 from bnexp.engine.model import NormSettings, build, cnn_layers  # noqa: E402
 
 CHANNELS, LR = [16, 32], 0.01

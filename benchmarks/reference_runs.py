@@ -9,7 +9,8 @@ that.
 
 A digest covers every table a run writes (metrics.csv without its elapsed
 column, steps.csv, diagnostics.csv, ics.csv, landscape.csv), every array of
-model.npz and, for the runs that fold, of model_folded.npz. Digests are
+model.npz and, for the runs that fold, of model_folded.npz (and, apart
+from the arrays, the rest of each model file: its description). Digests are
 bit-exact on one machine (same CPU, same BLAS kernel), not across machines:
 save and compare on the same one. Not a test: a few minutes on 2 cores.
 """
@@ -78,17 +79,19 @@ def _table_digest(path: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _npz_digest(path: Path) -> str:
-    h = hashlib.sha256()
+def _npz_digests(path: Path) -> tuple[str, str]:
+    """(the arrays', the rest's): a model file's numbers and its description."""
+    arrays, rest = hashlib.sha256(), hashlib.sha256()
     with zipfile.ZipFile(path) as z:
         for name in sorted(z.namelist()):
-            if name.endswith(".npy"):
-                a = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
-                h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode())
-                h.update(np.ascontiguousarray(a).tobytes())
+            data = z.read(name)
+            a = np.load(io.BytesIO(data), allow_pickle=False) if name.endswith(".npy") else None
+            if a is not None and a.dtype.kind in "fiub":
+                arrays.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode())
+                arrays.update(np.ascontiguousarray(a).tobytes())
             else:
-                h.update(name.encode() + z.read(name))
-    return h.hexdigest()[:16]
+                rest.update(name.encode() + data)
+    return arrays.hexdigest()[:16], rest.hexdigest()[:16]
 
 
 def _bnexp(*args: str) -> None:
@@ -112,7 +115,7 @@ def digests() -> dict:
                 d = {t: _table_digest(run / t) for t in TABLES if (run / t).exists()}
                 for f in ("model.npz", "model_folded.npz"):
                     if (run / f).exists():
-                        d[f] = _npz_digest(run / f)
+                        d[f], d[f"{f} description"] = _npz_digests(run / f)
                 out[key] = d
                 print(key, " ".join(f"{k}={v}" for k, v in d.items()), flush=True)
     return out

@@ -181,6 +181,6 @@ def run_sweep(config: str | Path | Mapping, *, out: str | Path = "runs",
 def figure(path: str | Path, kind: str | None = None, *, ax=None, fig=None, **options):
     """A figure of a run or sweep folder (see ``bnexp plot --help`` for kinds and
     options); drawn into ``ax`` (one-panel kinds) or ``fig`` (any kind) when given."""
-    from .plot import figure as draw
+    from .figures import figure as draw
 
     return draw(path, kind, ax=ax, fig=fig, **options)

@@ -22,10 +22,11 @@ import numpy as np
 
 from .config import IMAGE_SIZE, DataConfig
 from .datasets import load_dataset
-from .engine import BatchNorm, Conv2d, GroupNorm, InstanceNorm, LayerNorm
+from .engine import Conv2d
+from .engine.model import NORM_LAYERS, NormSettings
 
 AXIS_NAMES = ("N", "C", "H", "W")
-NORM_KINDS = ("batch", "layer", "group", "instance")
+NORM_KINDS = tuple(NORM_LAYERS)  # batch, layer, group, instance
 
 
 @dataclass
@@ -38,10 +39,9 @@ class Panel:
 
 
 def _layer(kind: str, C: int, groups: int):
-    return {"batch": lambda: BatchNorm(C, dtype=np.float64),
-            "layer": lambda: LayerNorm(C, dtype=np.float64),
-            "group": lambda: GroupNorm(C, groups, dtype=np.float64),
-            "instance": lambda: InstanceNorm(C, dtype=np.float64)}[kind]()
+    """The engine's norm layer of ``kind`` in float64, as a model builds it
+    (gamma 1, beta 0: the figure shows the normalization itself)."""
+    return NormSettings(kind, groups).make(C, np.float64)
 
 
 def shared_planes(layer, x: np.ndarray, mark: tuple[int, int]) -> np.ndarray:
@@ -85,9 +85,9 @@ def axes_text(axes: tuple[int, ...], grouped: bool) -> str:
 
 def reduction_figure(batch: int = 6, channels: int = 8, groups: int = 2, seed: int = 0):
     """The figure: one row per norm (shared planes | mean | std)."""
-    from .plot import _pyplot
+    from .figures import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     mark = (1, 2)
     _, panels = measure(batch, channels, groups, seed, mark)
     fig, axs = plt.subplots(len(panels), 3, figsize=(9.6, 2.35 * len(panels)),
@@ -121,7 +121,7 @@ def reduction_figure(batch: int = 6, channels: int = 8, groups: int = 2, seed: i
 
 
 def write_reduction_figure(out: str | Path, **options) -> Path:
-    from .plot import output_format, save_figure
+    from .figures import output_format, save_figure
     from .store import check_user_output
 
     check_user_output(Path(out))

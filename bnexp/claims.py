@@ -68,6 +68,7 @@ from typing import Any
 from . import values as V
 from .choices import EPOCH_METRICS, SUMMARY_METRICS
 from .errors import BnexpError
+from .figures import BANDS, FIGURE_KEYS
 from .metrics import kind as metric_kind
 from .stats import (
     LEVEL,
@@ -89,7 +90,6 @@ VERDICTS = ("holds", "partly holds", "does not hold", "inconclusive")
 CHECK_KEYS = ("text", "id", *STATS, "where", "a", "b", "each", "across", "at_least", "at_most",
               *COMPARISONS, "expect")
 REPORT_KEYS = ("title", "source", "claim", "checks", "values", "notes", "metrics", "figures")
-FIGURE_KEYS = ("kind", "panels", "lines", "x", "y", "metric", "stat", "filters", "layer", "band")
 
 
 class ClaimError(BnexpError):
@@ -626,15 +626,24 @@ def validate(report: Any, axes: list[tuple[str, list]], table: Table | None = No
     """Every problem in a ``report:`` section, one line each (empty: none).
     Selections are checked against the grid (``axes``, ``zipped``); with
     ``table`` (the runs), every statistic is computed as well."""
-    from .choices import PLOT_KINDS, PLOT_METRICS, PLOT_STATS
-
     if report is None:
         return []
     if not isinstance(report, Mapping):
         return [f"report: got {V.label(report)}, expected a mapping of keys "
                 f"({', '.join(REPORT_KEYS)})"]
-    errors: list[str] = []
     keys = [k for k, _ in axes]
+    errors = _section_errors(report)
+    errors += _statistic_errors(report, keys)
+    errors += _metrics_errors(report.get("metrics", []))
+    errors += _figures_errors(report.get("figures", []), keys)
+    if not errors:
+        errors += _check_selections(report, table or Table.skeleton(axes, zipped))
+    return errors
+
+
+def _section_errors(report: Mapping) -> list[str]:
+    """Keys the section may not have, and text that is not text."""
+    errors = []
     for k in report:
         if k == "verdict":
             errors.append("report.verdict: the verdict is computed from report.checks; put an "
@@ -647,6 +656,13 @@ def validate(report: Any, axes: list[tuple[str, list]], table: Table | None = No
     for k in ("title", "source", "claim", "notes"):
         if k in report and not isinstance(report[k], str):
             errors.append(f"report.{k}: expected text")
+    return errors
+
+
+def _statistic_errors(report: Mapping, keys: list[str]) -> list[str]:
+    """The checks and named values, each a statistic over swept ``keys``; their
+    names, once each; the names the notes fill in."""
+    errors: list[str] = []
     checks = report.get("checks", [])
     if not isinstance(checks, list):
         errors.append("report.checks: expected a list of checks")
@@ -675,45 +691,58 @@ def validate(report: Any, axes: list[tuple[str, list]], table: Table | None = No
         for name in used:
             if name not in named and name not in ids:
                 errors.append(f"report.notes: {{{name}}} names no check id or value")
-    metrics = report.get("metrics", [])
+    return errors
+
+
+def _metrics_errors(metrics: Any) -> list[str]:
+    """``metrics:``: a list of the summary table's columns."""
     if not isinstance(metrics, list):
-        errors.append(f"report.metrics: got {V.label(metrics)}, expected a list of "
-                      f"{', '.join(SUMMARY_METRICS)}")
-    elif not all(m in SUMMARY_METRICS for m in metrics):
+        return [f"report.metrics: got {V.label(metrics)}, expected a list of "
+                f"{', '.join(SUMMARY_METRICS)}"]
+    if not all(m in SUMMARY_METRICS for m in metrics):
         bad = ", ".join(str(m) for m in metrics if m not in SUMMARY_METRICS)
-        errors.append(f"report.metrics: got {bad} in the list, expected only "
-                      f"{', '.join(SUMMARY_METRICS)} (the table's columns)")
-    figures = report.get("figures", [])
+        return [f"report.metrics: got {bad} in the list, expected only "
+                f"{', '.join(SUMMARY_METRICS)} (the table's columns)"]
+    return []
+
+
+def _figures_errors(figures: Any, keys: list[str]) -> list[str]:
+    """``figures:``: a list of mappings of figure options (``FIGURE_KEYS``)."""
     if not isinstance(figures, list):
-        errors.append("report.figures: expected a list of figure options")
-        figures = []
+        return ["report.figures: expected a list of figure options"]
+    errors = []
     for i, fig in enumerate(figures):
         where = f"report.figures[{i}]"
         if not isinstance(fig, Mapping):
             errors.append(f"{where}: expected a mapping of plot options ({', '.join(FIGURE_KEYS)})")
             continue
-        for k, v in fig.items():
-            if k not in FIGURE_KEYS:
-                errors.append(f"{where}.{k}: unknown option (expected {', '.join(FIGURE_KEYS)})")
-            elif k == "kind" and v not in PLOT_KINDS:
-                errors.append(f"{where}.kind: got {v!r}, expected one of {', '.join(PLOT_KINDS)}")
-            elif k == "metric" and v not in PLOT_METRICS:
-                errors.append(f"{where}.metric: got {v!r}, expected one of "
-                              f"{', '.join(PLOT_METRICS)}")
-            elif k == "stat" and v not in PLOT_STATS:
-                errors.append(f"{where}.stat: got {v!r}, expected one of {', '.join(PLOT_STATS)}")
-            elif k in ("panels", "lines", "x", "y") and v not in keys:
-                errors.append(f"{where}.{k}: got {v!r}, expected a swept key ({', '.join(keys)})")
-            elif k == "filters" and not (isinstance(v, list) and all(isinstance(f, str) and "="
-                                                                      in f for f in v)):
-                errors.append(f"{where}.filters: expected a list of key=value")
-            elif k == "layer" and (isinstance(v, bool) or not isinstance(v, int)):
-                errors.append(f"{where}.layer: expected an integer")
-            elif k == "band" and v not in ("ci", "sd"):
-                errors.append(f"{where}.band: got {v!r}, expected ci or sd")
-    if not errors:
-        errors += _check_selections(report, table or Table.skeleton(axes, zipped))
+        errors += [f"{where}.{problem}" for k, v in fig.items()
+                   if (problem := _figure_option_error(k, v, keys))]
     return errors
+
+
+def _figure_option_error(k: str, v: Any, keys: list[str]) -> str | None:
+    """What is wrong with figure option ``k: v`` (``KEY: ...``), or None."""
+    from .choices import PLOT_KINDS, PLOT_METRICS, PLOT_STATS
+
+    if k not in FIGURE_KEYS:
+        return f"{k}: unknown option (expected {', '.join(FIGURE_KEYS)})"
+    if k == "kind" and v not in PLOT_KINDS:
+        return f"kind: got {v!r}, expected one of {', '.join(PLOT_KINDS)}"
+    if k == "metric" and v not in PLOT_METRICS:
+        return f"metric: got {v!r}, expected one of {', '.join(PLOT_METRICS)}"
+    if k == "stat" and v not in PLOT_STATS:
+        return f"stat: got {v!r}, expected one of {', '.join(PLOT_STATS)}"
+    if k in ("panels", "lines", "x", "y") and v not in keys:
+        return f"{k}: got {v!r}, expected a swept key ({', '.join(keys)})"
+    if k == "filters" and not (isinstance(v, list)
+                               and all(isinstance(f, str) and "=" in f for f in v)):
+        return "filters: expected a list of key=value"
+    if k == "layer" and (isinstance(v, bool) or not isinstance(v, int)):
+        return "layer: expected an integer"
+    if k == "band" and v not in BANDS:
+        return f"band: got {v!r}, expected {' or '.join(BANDS)}"
+    return None
 
 
 def _check_selections(report: Mapping, table: Table) -> list[str]:

@@ -6,8 +6,6 @@ tqdm) happen inside the commands so that ``bnexp --help`` starts fast.
 
 from __future__ import annotations
 
-import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -152,8 +150,37 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
 
     single_thread_env()  # before numpy loads: no idle BLAS threads at all
     from . import runner
+    from .sweep import train_run
 
     run_dir = Path(out) / cfg.name
+    bar, on_eval = _train_progress(cfg, quiet)
+    runner.preload(plot=not no_plot)  # before SIGTERM may interrupt an import
+    try:
+        info = train_run(cfg, run_dir, force=force, argv=_argv(), plot=not no_plot,
+                         on_eval=on_eval, threads=threads)
+    except runner.RunFailed as exc:
+        raise click.ClickException(f"run failed: {exc}") from None
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        click.echo(f"interrupted: {run_dir} is marked interrupted; run the same command again "
+                   "to resume", err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not quiet:
+        f = info["final"]
+        what = info["status"]
+        if what == "diverged":
+            what += f" at epoch {info['diverged_at']['epoch']:.2f}"
+        click.echo(f"{cfg.name}: {what} in {info['seconds']:.1f} s; epoch {f['epoch']}: "
+                   f"train acc {f['train_acc']:.4f}, test acc {f['test_acc']:.4f} -> {run_dir}")
+
+
+def _train_progress(cfg, quiet: bool):
+    """``(bar, on_eval)`` for ``bnexp train``: a progress bar on a terminal, a
+    line per evaluation elsewhere, nothing with --quiet (bar None off a terminal)."""
     bar = None
     if not quiet and _on_terminal():
         from tqdm import tqdm
@@ -169,40 +196,7 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
             click.echo(f"{cfg.name}: epoch {row['epoch']}/{cfg.train.epochs}: train acc "
                        f"{row['train_acc']:.4f}, test acc {row['test_acc']:.4f} "
                        f"({row['elapsed']:.1f} s)", err=True)
-
-    import signal
-
-    from .sweep import train_guard
-
-    runner.preload(plot=not no_plot)  # before SIGTERM may interrupt an import
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM behaves as Ctrl-C
-    try:
-        with train_guard(run_dir, cfg):
-            info = runner.execute(cfg, run_dir, force=force, argv=_argv(), plot=not no_plot,
-                                  on_eval=on_eval, threads=threads)
-    except runner.RunFailed as exc:
-        raise click.ClickException(f"run failed: {exc}") from None
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        click.echo(f"interrupted: {run_dir} is marked interrupted; run the same command again "
-                   "to resume", err=True)
-        sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        if bar is not None:
-            bar.close()
-    if not quiet:
-        f = info["final"]
-        what = info["status"]
-        if what == "diverged":
-            what += f" at epoch {info['diverged_at']['epoch']:.2f}"
-        click.echo(f"{cfg.name}: {what} in {info['seconds']:.1f} s; epoch {f['epoch']}: "
-                   f"train acc {f['train_acc']:.4f}, test acc {f['test_acc']:.4f} -> {run_dir}")
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    return bar, on_eval
 
 
 def _on_terminal() -> bool:
@@ -267,27 +261,68 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
     if address and executor != "dask":
         raise UserError(f"--address {address}: only used with --executor dask (add it, or drop "
                         "--address to run on this machine)")
-    cores = os.cpu_count() or 1
-    if jobs and jobs > cores and executor == "local":
-        click.echo(f"note: -j {jobs} runs {jobs} processes on {cores} core"
-                   f"{'s' if cores > 1 else ''}; they will share the cores (no faster than "
-                   f"-j {cores})", err=True)
+    note = sweep_mod.jobs_note(jobs, executor)
+    if note:
+        click.echo(f"note: {note}", err=True)
     path = _config_path(config)
     sw = sweep_mod.load(path, grid, _parse_seeds(seeds), overrides)
     if dry_run:
-        notes = sweep_mod.check_data(sw.points, fetch=False)  # never downloads
-        click.echo(_table(*sweep_mod.dry_run_rows(sw)))
-        for note in notes:
-            click.echo(f"note: {note}", err=True)
-        n, points, seeds = len(sw.points), len(sw.points) // len(sw.seeds), len(sw.seeds)
-        click.echo(f"{_count(n, 'run')} ({_count(points, 'grid point')} x {_count(seeds, 'seed')})"
-                   f" -> {Path(out) / sw.name}")
-        from .sweep.estimate import human, seconds
-
-        workers = (jobs or cores) if executor == "local" else (jobs or 1)
-        click.echo(f"estimated time: {human(seconds(sw.points, workers, not no_plot))} with "
-                   f"{_count(workers, 'worker')} (from a few timed steps of each model here)")
+        _print_dry_run(sweep_mod.dry_run(sw, out, jobs, executor, plot=not no_plot))
         return
+    bar, progress = _sweep_progress(sw, quiet)
+    try:
+        sweep_dir, outcome = sweep_mod.execute(
+            sw, out, jobs=jobs, force=force, retry_failed=retry_failed, fail_fast=fail_fast,
+            plot=not no_plot, executor=executor, address=address, command=_argv(),
+            progress=progress)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        click.echo("interrupted: finished runs are kept; run the same command again to resume",
+                   err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
+    _finish_sweep(sw, sweep_dir, outcome, plot=not no_plot, quiet=quiet)
+
+
+def _finish_sweep(sw, sweep_dir: Path, outcome, plot: bool, quiet: bool) -> None:
+    """After the runs: the sweep's figure, the counts, and the failed runs
+    with the commands that reproduce them (exit 1 where any failed)."""
+    from . import sweep as sweep_mod
+
+    figure = None
+    if plot:
+        figure, why = sweep_mod.draw_figure(sweep_dir)
+        if why is not None:
+            click.echo(f"note: no sweep figure drawn ({why})", err=True)
+    if not quiet:
+        c = outcome.counts()
+        click.echo(f"{sw.name}: {len(sw.points)} runs: {c['done']} completed, {c['diverged']} "
+                   f"diverged, {c['failed']} failed, {c['skipped']} skipped (already run) "
+                   f"-> {sweep_dir}")
+        if figure:
+            click.echo(f"figure: {figure}")
+    if outcome.failed:
+        for line in sweep_mod.failure_report(sweep_dir, outcome):
+            click.echo(line, err=True)
+        sys.exit(1)
+
+
+def _print_dry_run(plan) -> None:
+    """The runs as a table, the notes on their data, their count, then the
+    estimated time (printed last: timing the models takes a moment)."""
+    click.echo(_table(plan.header, plan.rows))
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(plan.count)
+    click.echo(plan.estimate())
+
+
+def _sweep_progress(sw, quiet: bool):
+    """``(bar, progress)`` for ``bnexp sweep``: a progress bar on a terminal, a
+    line per finished run elsewhere, nothing with --quiet (bar None off a terminal)."""
     bar = None
     if not quiet and _on_terminal():
         from tqdm import tqdm
@@ -305,50 +340,7 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
             secs = f" in {info['seconds']:.1f} s" if info.get("seconds") is not None else ""
             click.echo(f"[{done}/{len(sw.points)}] {run_id}: {info.get('status')}{acc}{secs}",
                        err=True)
-
-    try:
-        sweep_dir, outcome = sweep_mod.execute(
-            sw, out, jobs=jobs, force=force, retry_failed=retry_failed, fail_fast=fail_fast,
-            plot=not no_plot, executor=executor, address=address, command=_argv(),
-            progress=progress)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        click.echo("interrupted: finished runs are kept; run the same command again to resume",
-                   err=True)
-        sys.exit(130)
-    finally:
-        if bar is not None:
-            bar.close()
-    figure = None
-    if not no_plot:
-        from .plot import PlotError, plot_path
-
-        try:
-            figure = plot_path(sweep_dir, force=True)
-        except PlotError as exc:
-            click.echo(f"note: no sweep figure drawn ({exc})", err=True)
-    if not quiet:
-        c = outcome.counts()
-        click.echo(f"{sw.name}: {len(sw.points)} runs: {c['done']} completed, {c['diverged']} "
-                   f"diverged, {c['failed']} failed, {c['skipped']} skipped (already run) "
-                   f"-> {sweep_dir}")
-        if figure:
-            click.echo(f"figure: {figure}")
-    if outcome.failed:
-        click.echo(f"{len(outcome.failed)} failed run(s); the error is in each run.json. "
-                   "Reproduce with:", err=True)
-        for rid in outcome.failed:
-            info = _read_info(sweep_dir / rid)
-            cmd = " ".join(shlex.quote(a) for a in info.get("command") or [])
-            click.echo(f"  {rid}: {info.get('error', '?')}\n    {cmd}", err=True)
-        if any(_read_info(sweep_dir / rid).get("status") == "interrupted"
-               for rid in outcome.failed):
-            click.echo("runs whose worker stopped are marked interrupted: the same command "
-                       "runs them again", err=True)
-        if outcome.cancelled:
-            click.echo(f"{len(outcome.cancelled)} run(s) cancelled by --fail-fast", err=True)
-        sys.exit(1)
+    return bar, progress
 
 
 @main.command()
@@ -398,7 +390,7 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
     the folder's own figure is redrawn only where it would not change, or with
     --force.
     """
-    from .plot import plot_path
+    from .figures import plot_path
 
     written = plot_path(path, kind, out=out, fmt=fmt, force=force, panels=panels,
                         lines=lines, x=x, y=y,
@@ -618,7 +610,7 @@ def axes(out: str, batch: int, channels: int, groups: int, seed: int) -> None:
     if channels % groups:
         raise UserError(f"--groups: got {groups}, expected a divisor of --channels {channels}")
     from .axes import write_reduction_figure
-    from .plot import output_format
+    from .figures import output_format
 
     output_format(out, None)
     written = write_reduction_figure(out, batch=batch, channels=channels, groups=groups,
@@ -743,16 +735,6 @@ def _table(header, rows) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
                      for line in lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _read_info(run_dir: Path) -> dict:
-    from .store import RUN_FILE, read_json
-
-    return read_json(run_dir / RUN_FILE) or {}
 
 
 if __name__ == "__main__":  # pragma: no cover

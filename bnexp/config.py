@@ -441,20 +441,37 @@ def _architecture_checks(m: ModelConfig, errors: list[str]) -> None:
 
 
 def _cross_checks(cfg: Config, errors: list[str]) -> None:
-    m, d, t = cfg.model, cfg.data, cfg.train
-    cnn = m.arch == "cnn"
-    _architecture_checks(m, errors)
-    if t.kernels == "numba" and importlib.util.find_spec("numba") is None:
+    """Settings that are valid alone but not together (or not on this machine)."""
+    _architecture_checks(cfg.model, errors)
+    if cfg.train.kernels == "numba" and importlib.util.find_spec("numba") is None:
         errors.append("train.kernels: got 'numba', but numba is not installed here; expected "
                       "numpy, or install it: pip install \"bnexp[fast]\"")
-    if cnn and d.dataset == "synthetic":
+    _image_checks(cfg.model, cfg.data, errors)
+    _norm_checks(cfg, errors)
+    _data_checks(cfg.data, cfg.train, errors)
+    _size_check(cfg, errors)
+
+
+def _no_pixel_left(m: ModelConfig) -> bool:
+    """A CNN whose conv blocks halve the image to nothing."""
+    return m.arch == "cnn" and min(h for _, h, _ in cnn_shapes(m)) < 1
+
+
+def _image_checks(m: ModelConfig, d: DataConfig, errors: list[str]) -> None:
+    """A CNN needs images, and an image left after its conv blocks."""
+    if m.arch == "cnn" and d.dataset == "synthetic":
         errors.append("model.arch: got 'cnn', expected mlp for the synthetic dataset (a CNN "
                       "needs images: mnist5k, mnist or fashion-mnist)")
-    if cnn and min(h for _, h, _ in cnn_shapes(m)) < 1:
+    if _no_pixel_left(m):
         most = max(k for k in range(1, 10) if IMAGE_SIZE >> k >= 1)
         errors.append(f"model.channels: got {show(list(m.channels))}, {len(m.channels)} conv "
                       f"blocks each halving {IMAGE_SIZE}x{IMAGE_SIZE} leave no pixel; at most "
                       f"{most} with model.pool {m.pool!r}")
+
+
+def _norm_checks(cfg: Config, errors: list[str]) -> None:
+    """The norm section's options that only some norms (batch norm, mostly) have."""
+    m, t = cfg.model, cfg.train
     if cfg.eval.precise_bn and not (m.norm == "batch" and cfg.norm.track_running_stats):
         errors.append(f"eval.precise_bn: got {cfg.eval.precise_bn}, expected 0 unless "
                       "model.norm is batch with norm.track_running_stats true (it recomputes "
@@ -474,12 +491,16 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
     elif g is not None and t.batch_size % g:
         errors.append(f"norm.ghost_batch: got {g}, expected a divisor of train.batch_size "
                       f"({t.batch_size})")
-    elif g is not None and g < 2 and not cnn:
+    elif g is not None and g < 2 and m.arch != "cnn":
         errors.append(f"norm.ghost_batch: got {g}, expected >= 2 with model.arch 'mlp' (a "
                       "ghost batch of one sample normalizes every unit to beta)")
     if m.norm == "batch" and t.batch_size < 2:
         errors.append(f"train.batch_size: got {t.batch_size}, expected >= 2 with model.norm "
                       "'batch' (a batch of one normalizes every unit to beta)")
+
+
+def _data_checks(d: DataConfig, t: TrainConfig, errors: list[str]) -> None:
+    """The split sizes against the batch size and the dataset's own limits."""
     if d.n_train is not None and t.batch_size > d.n_train:
         errors.append(f"train.batch_size: got {t.batch_size}, expected <= data.n_train ({d.n_train})")
     if d.dataset == "mnist5k" and None not in (d.n_train, d.n_test) and d.n_train + d.n_test > 5000:
@@ -492,10 +513,16 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
         errors.append(f"data.n_train: got {d.n_train}, expected (n_train + n_test) x dim <= "
                       f"{MAX_SYNTHETIC_VALUES:,} values for the synthetic dataset (dim is "
                       f"{d.dim}, n_test {d.n_test})")
-    if cnn and min(h for _, h, _ in cnn_shapes(m)) < 1:
+
+
+def _size_check(cfg: Config, errors: list[str]) -> None:
+    """At most MAX_PARAMS parameters (a CNN with no pixel left has no size to check)."""
+    m = cfg.model
+    if _no_pixel_left(m):
         return
     params = param_count(cfg, *data_shape(cfg))
     if params > MAX_PARAMS:
+        cnn = m.arch == "cnn"
         key, value = ("model.channels", m.channels) if cnn else ("model.hidden", m.hidden)
         errors.append(f"{key}: got {show(list(value))}, a model of {params:,} "
                       f"parameters; at most {MAX_PARAMS:,} (memory)")
@@ -556,6 +583,13 @@ def cnn_shapes(m: ModelConfig) -> list[tuple[int, int, int]]:
 
 
 IMAGE_CLASSES = 10  # mnist5k, MNIST and Fashion-MNIST
+
+
+def steps_per_epoch(cfg: Config, n_train: int) -> int:
+    """Full batches only: every step sees exactly ``batch_size`` samples (a
+    short last batch would change BN's statistics); a new shuffle each epoch
+    means every sample is still seen."""
+    return max(n_train // cfg.train.batch_size, 1)
 
 
 def data_shape(cfg: Config) -> tuple[int, int]:

@@ -250,8 +250,8 @@ def load_model(path: Path) -> tuple[Network, dict]:
 
 
 def checkpoint_bytes(ckpt, config_text: str) -> bytes:
-    """A ``train.Checkpoint`` and the config it belongs to, as .npz bytes."""
-    from .train import RECORDS
+    """A ``checkpoint.Checkpoint`` and the config it belongs to, as .npz bytes."""
+    from .checkpoint import RECORDS
 
     meta = {"kind": "checkpoint", "config": config_text, "epoch": ckpt.epoch,
             "step": ckpt.step, "elapsed": ckpt.elapsed, "rngs": ckpt.rngs,
@@ -263,7 +263,7 @@ def checkpoint_bytes(ckpt, config_text: str) -> bytes:
 
 def _checkpoint_meta(path: Path, meta: dict) -> None:
     """Each fact a checkpoint's meta holds, of the type training reads back."""
-    from .train import RECORDS
+    from .checkpoint import RECORDS
 
     def count(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -290,7 +290,7 @@ def load_checkpoint(path: Path):
     """``(Checkpoint, config_text)`` from a checkpoint file: read and checked
     as a model file is (sizes, dtypes, finite values) and its facts typed.
     Whether its arrays fit the config's model is for training to check."""
-    from .train import RECORDS, Checkpoint
+    from .checkpoint import RECORDS, Checkpoint
 
     meta, arrays = _read_npz(path)
     _kind(path, meta, "checkpoint")

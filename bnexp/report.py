@@ -37,7 +37,7 @@ from . import claims
 from .choices import METRIC_LABELS
 from .claims import ClaimError, ClaimResult, Table, fmt_interval
 from .errors import BnexpError
-from .plot import PlotError, plot_path
+from .figures import PlotError, plot_path
 from .store import (
     FINISHED,
     SWEEP_FILE,

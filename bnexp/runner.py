@@ -50,8 +50,8 @@ def resumable(run_dir: Path | None, cfg: Config):
     ckpt, config_text = load_checkpoint(path)
     if config_text != dump(cfg):
         return None
+    from .checkpoint import check_resume
     from .modelfile import ModelFileError
-    from .train import check_resume
 
     try:
         check_resume(cfg, ckpt)
@@ -86,7 +86,7 @@ def preload(plot: bool = True) -> None:
     from .provenance import blas  # noqa: F401
 
     if plot:
-        from .plot import load_matplotlib
+        from .figures import load_matplotlib
 
         load_matplotlib()
 
@@ -106,20 +106,13 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     (a checkpoint, see ``resumable``) continues from one.
     """
     from . import train as train_mod
-    from .modelfile import CHECKPOINT_FILE, checkpoint_bytes, model_bytes
     from .provenance import blas, one_blas_thread
 
     info = run_info(cfg, command, argv)
     t0 = time.perf_counter()
     payload = {"info": info, "metrics": [], "diagnostics": [], "steps": [], "curves": None,
                "model": None}
-    on_checkpoint = None
-    if cfg.train.checkpoint_every and run_dir is not None and Path(run_dir).is_dir():
-        config_text = dump(cfg)
-
-        def on_checkpoint(ckpt):
-            store.atomic_write(Path(run_dir) / CHECKPOINT_FILE,
-                               checkpoint_bytes(ckpt, config_text))
+    on_checkpoint = _checkpoint_writer(cfg, run_dir)
     if resume is not None:
         info["resumed_from_epoch"] = resume.epoch
     try:
@@ -133,9 +126,33 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         info.update(status="failed", ended=now(), seconds=round(time.perf_counter() - t0, 3),
                     error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return payload
+    _record_result(info, result, time.perf_counter() - t0)
+    _add_tables_and_model(payload, cfg, result)
+    if plot:
+        payload["curves"] = _curves(result.metrics, info)
+    return payload
+
+
+def _checkpoint_writer(cfg: Config, run_dir: Path | None) -> Callable | None:
+    """The ``on_checkpoint`` callback that writes each checkpoint into
+    ``run_dir``; None without ``train.checkpoint_every`` or an existing folder."""
+    from .modelfile import CHECKPOINT_FILE, checkpoint_bytes
+
+    if not (cfg.train.checkpoint_every and run_dir is not None and Path(run_dir).is_dir()):
+        return None
+    config_text = dump(cfg)
+
+    def on_checkpoint(ckpt):
+        store.atomic_write(Path(run_dir) / CHECKPOINT_FILE, checkpoint_bytes(ckpt, config_text))
+    return on_checkpoint
+
+
+def _record_result(info: dict, result, seconds: float) -> None:
+    """Fill run.json's result fields (status, final and best metrics, timings)
+    from a finished training ``result`` that took ``seconds``."""
     final = result.metrics[-1]
     info.update(
-        status=result.status, ended=now(), seconds=round(time.perf_counter() - t0, 3),
+        status=result.status, ended=now(), seconds=round(seconds, 3),
         diverged_at=result.diverged_at,
         final={k: final[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")},
         best_test_acc=max(r["test_acc"] for r in result.metrics),
@@ -144,18 +161,26 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         info["variance_shift"] = result.variance_shift
     if result.step_seconds is not None:  # wall time: varies with the machine and its load
         info["step_seconds"] = round(result.step_seconds, 7)
+
+
+def _add_tables_and_model(payload: dict, cfg: Config, result) -> None:
+    """Put the run's tables, and a completed run's model file, into ``payload``."""
+    from .modelfile import model_bytes
+
     payload.update(metrics=result.metrics, diagnostics=result.diagnostics, steps=result.steps,
                    landscape=result.landscape, ics=result.ics)
     if result.status == "completed":
         payload["model"] = model_bytes(result.model, run=cfg.name, config=dump(cfg))
-    if plot:
-        from .plot import curves_png
 
-        # Held: Ctrl-C or SIGTERM while Agg draws surfaces from its C++ as a
-        # ValueError ("Invalid affine transformation matrix"), not an interrupt.
-        with store.signals_deferred():
-            payload["curves"] = curves_png(result.metrics, info)
-    return payload
+
+def _curves(metrics: list[dict], info: dict) -> bytes:
+    """curves.png of a finished run, drawn with stop signals held."""
+    from .figures import curves_png
+
+    # Held: Ctrl-C or SIGTERM while Agg draws surfaces from its C++ as a
+    # ValueError ("Invalid affine transformation matrix"), not an interrupt.
+    with store.signals_deferred():
+        return curves_png(metrics, info)
 
 
 def write(run_dir: Path, cfg: Config, payload: dict) -> None:

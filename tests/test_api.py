@@ -9,7 +9,7 @@ import yaml
 from clitools import invoke, read
 
 import bnexp
-from bnexp.plot import PlotError
+from bnexp.figures import PlotError
 
 TINY = {"name": "tiny", "data": {"dataset": "synthetic", "n_train": 60, "n_test": 30, "dim": 6,
                                  "classes": 3},

@@ -10,7 +10,8 @@ from idxdata import write_idx_set
 
 from bnexp import config
 from bnexp.config import ConfigError, from_dict
-from bnexp.train import build_model, train
+from bnexp.engine.model import build_model
+from bnexp.train import train
 
 CNN = {"name": "cnn", "seed": 1, "data": {"n_train": 200, "n_test": 100},
        "model": {"arch": "cnn", "channels": [4, 8], "norm": "batch"},

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from bnexp import config
+from bnexp.analysis import variance_shift
 from bnexp.engine import BatchNorm, Dropout, Network
-from bnexp.train import build_model, variance_shift
+from bnexp.engine.model import build_model
 
 
 def test_dropout_at_the_head_comes_once_after_every_norm():

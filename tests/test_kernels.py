@@ -334,7 +334,7 @@ def test_linear_on_the_kernels_agrees_with_numpy(dtype):
 
 
 def test_warming_the_kernels_compiles_what_a_config_runs(monkeypatch):
-    from bnexp.train import warm_kernels
+    from bnexp.warmup import warm_kernels
 
     calls = []
     real = build_mlp.__globals__["Network"].loss_and_backward

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from clitools import invoke
 
-from bnexp import config
+from bnexp import analysis, config
 from bnexp import train as train_mod
 from bnexp.engine import make_optimizer
 from bnexp.engine.model import NormSettings, build, mlp_layers
@@ -26,10 +26,10 @@ def test_a_zero_step_changes_nothing_and_a_quadratic_is_exact():
     opt = make_optimizer("sgd", net.layers, 0.1)
     x, y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
     loss = net.loss_and_backward(x, y)
-    rows = train_mod._landscape(net, opt, x, y, 0.0, 0, 0.0, {}, {})  # lr 0: every eta is 0
+    rows = analysis.landscape(net, opt, x, y, 0.0, 0, 0.0, {}, {})  # lr 0: every eta is 0
     assert all(r["loss"] == pytest.approx(loss, abs=1e-12) and r["grad_change"] < 1e-12
                for r in rows)
-    rows = train_mod._landscape(net, opt, x, y, 0.01, 0, 0.0, {}, {})
+    rows = analysis.landscape(net, opt, x, y, 0.01, 0, 0.0, {}, {})
     g2 = rows[0]["grad_norm"] ** 2
     for r in rows:  # to first order the loss falls by eta * ||g||^2 along -g
         assert r["loss"] - loss == pytest.approx(-r["eta"] * g2, rel=0.2)
@@ -41,7 +41,7 @@ def test_probes_leave_training_exactly_as_it_was():
     probed = train_mod.train(config.from_dict({**RAW, "eval": {"landscape_every": 3}}))
     strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]  # noqa
     assert strip(probed.metrics) == strip(plain.metrics)
-    assert len(probed.landscape) == len(train_mod.LANDSCAPE_MULTIPLIERS) * len(range(0, 20, 3))
+    assert len(probed.landscape) == len(analysis.LANDSCAPE_MULTIPLIERS) * len(range(0, 20, 3))
     for k, v in plain.model.state_dict().items():
         np.testing.assert_array_equal(probed.model.state_dict()[k], v, err_msg=k)
 
@@ -72,7 +72,8 @@ def test_loss_range_and_beta_smoothness_come_from_the_run_folder(tmp_path):
 
 
 def test_the_landscape_figure_draws_a_band_per_line_value(tmp_path, monkeypatch):
-    from bnexp import plot as plot_mod
+    from bnexp import figures
+    from bnexp.figures import dispatch
 
     raw = {**RAW, "name": "lands", "model": {"hidden": [20, 20]}, "norm": {},
            "train": {"epochs": 1, "batch_size": 30, "lr": 0.1},
@@ -82,8 +83,8 @@ def test_the_landscape_figure_draws_a_band_per_line_value(tmp_path, monkeypatch)
     path.write_text(yaml.safe_dump(raw))
     assert invoke("sweep", path, "--out", tmp_path, "-j", "1", "--no-plot", "-q").exit_code == 0
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(tmp_path / "lands", "landscape", lines="model.norm")
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(tmp_path / "lands", "landscape", lines="model.norm")
     ax = figs[-1].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["norm=none", "norm=batch"]
     assert len(ax.collections) == 2

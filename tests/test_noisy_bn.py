@@ -7,7 +7,8 @@ from gradcheck import check_layer
 from bnexp import config
 from bnexp.config import ConfigError
 from bnexp.engine import NoisyShift
-from bnexp.train import build_model, train
+from bnexp.engine.model import build_model
+from bnexp.train import train
 
 
 @pytest.mark.parametrize("shape", [(5, 4), (3, 2, 4, 4)])

@@ -6,8 +6,9 @@ import pytest
 import yaml
 from clitools import invoke
 
-from bnexp import plot as plot_mod
+from bnexp import figures
 from bnexp import sweep as sweep_mod
+from bnexp.figures import dispatch
 
 RAW = {
     "name": "ps",
@@ -31,8 +32,8 @@ def sweep_dir(tmp_path_factory):
 
 def test_grid_has_one_panel_per_value_and_one_line_per_value(sweep_dir, monkeypatch):
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir)  # default for weight_scale x norm: the book's grid
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir)  # default for weight_scale x norm: the book's grid
     (fig,) = figs
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["weight_scale=10.0", "weight_scale=1.0",
@@ -45,7 +46,7 @@ def test_grid_has_one_panel_per_value_and_one_line_per_value(sweep_dir, monkeypa
     (legend,) = fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels[:2] == ["norm=batch", "norm=none"]
-    diverged = [r for r in plot_mod.load_sweep(sweep_dir).runs if r.status == "diverged"]
+    diverged = [r for r in figures.load_sweep(sweep_dir).runs if r.status == "diverged"]
     assert ("x: run diverged (stopped)" in labels) == bool(diverged)
 
 
@@ -54,11 +55,11 @@ def test_the_band_is_the_interval_of_the_mean_or_one_sd(sweep_dir, monkeypatch, 
     from bnexp.stats import mean_interval, mean_sd
 
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "grid", filters=["init.weight_scale=0.1"], lines="model.norm",
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "grid", filters=["init.weight_scale=0.1"], lines="model.norm",
                        panels="init.weight_scale", band=band)
     ax = [a for a in figs[-1].axes if a.get_visible()][0]
-    runs = [r for r in plot_mod.load_sweep(sweep_dir).runs
+    runs = [r for r in figures.load_sweep(sweep_dir).runs
             if r.labels == {"init.weight_scale": "0.1", "model.norm": "batch"}]
     last = [r.metrics[-1]["train_acc"] for r in runs]
     want = (mean_interval(last).hi - mean_interval(last).estimate if band == "ci"
@@ -71,19 +72,19 @@ def test_the_band_is_the_interval_of_the_mean_or_one_sd(sweep_dir, monkeypatch, 
 
 def test_final_heatmap_curves_and_activations(sweep_dir, monkeypatch):
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm", stat="best")
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm", stat="best")
     ax = figs[-1].axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "init.weight_scale"
     assert ax.get_ylabel() == "best test accuracy"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:2] == ["norm=batch (n=2)", "norm=none (n=2)"]
-    plot_mod.plot_path(sweep_dir, "heatmap", x="init.weight_scale", y="model.norm")
+    figures.plot_path(sweep_dir, "heatmap", x="init.weight_scale", y="model.norm")
     ax = figs[-1].axes[0]
     assert len(ax.texts) == 8 and ax.get_ylabel() == "model.norm"
-    plot_mod.plot_path(sweep_dir / "weight_scale=1.0,norm=batch,seed=0", force=True)
+    figures.plot_path(sweep_dir / "weight_scale=1.0,norm=batch,seed=0", force=True)
     assert [a.get_ylabel() for a in figs[-1].axes] == ["accuracy", "cross-entropy loss"]
-    plot_mod.plot_path(sweep_dir, "activations", filters=["init.weight_scale=1"])
+    figures.plot_path(sweep_dir, "activations", filters=["init.weight_scale=1"])
     axes = figs[-1].axes
     assert len(axes) == 2  # batch and none, seed 0
     assert [len(a.get_lines()) for a in axes] == [3, 3]  # 15th, 50th, 85th percentiles
@@ -92,11 +93,11 @@ def test_final_heatmap_curves_and_activations(sweep_dir, monkeypatch):
 
 def test_pngs_are_byte_identical_across_reruns(sweep_dir, tmp_path):
     for kind in ("grid", "final"):
-        a = plot_mod.plot_path(sweep_dir, kind, out=tmp_path / f"a-{kind}.png")
-        b = plot_mod.plot_path(sweep_dir, kind, out=tmp_path / f"b-{kind}.png")
+        a = figures.plot_path(sweep_dir, kind, out=tmp_path / f"a-{kind}.png")
+        b = figures.plot_path(sweep_dir, kind, out=tmp_path / f"b-{kind}.png")
         assert a.read_bytes() == b.read_bytes()
-    svg1 = plot_mod.plot_path(sweep_dir, "final", out=tmp_path / "1.svg", fmt="svg").read_bytes()
-    svg2 = plot_mod.plot_path(sweep_dir, "final", out=tmp_path / "2.svg", fmt="svg").read_bytes()
+    svg1 = figures.plot_path(sweep_dir, "final", out=tmp_path / "1.svg", fmt="svg").read_bytes()
+    svg2 = figures.plot_path(sweep_dir, "final", out=tmp_path / "2.svg", fmt="svg").read_bytes()
     assert svg1 == svg2 and b"<svg" in svg1
 
 
@@ -104,7 +105,7 @@ def test_a_runs_curves_png_is_the_same_whatever_was_drawn_before(sweep_dir):
     """Sweeps draw each run's curves.png into one figure kept per thread (cheaper than
     a new one): it must give the bytes of a fresh figure whatever runs came before,
     including a diverged run with its marker line and non-finite losses."""
-    runs = plot_mod.load_sweep(sweep_dir).runs[:3]
+    runs = figures.load_sweep(sweep_dir).runs[:3]
     cases = [(r.metrics, r.info) for r in runs]
     rows = [{"epoch": e / 4, "train_acc": 0.1 + e / 9, "test_acc": 0.1 + e / 11,
              "train_loss": 2.3 / (1 + e) if e < 3 else float("nan"),
@@ -113,13 +114,13 @@ def test_a_runs_curves_png_is_the_same_whatever_was_drawn_before(sweep_dir):
                          "diverged_at": {"epoch": 0.75}}))
     cases.append(cases[0])  # the first again, after the others' limits and legends
     for metrics, info in cases + cases[::-1]:
-        fresh = plot_mod.figure_bytes(plot_mod.curves_figure(metrics, info))
-        assert plot_mod.curves_png(metrics, info) == fresh, info["name"]
+        fresh = figures.figure_bytes(figures.curves_figure(metrics, info))
+        assert figures.curves_png(metrics, info) == fresh, info["name"]
         # A failure midway (rows without test losses, after three lines are
         # drawn) leaves nothing behind for the next run.
         broken = [{k: v for k, v in r.items() if k != "test_loss"} for r in metrics]
         with pytest.raises(KeyError):
-            plot_mod.curves_png(broken, info)
+            figures.curves_png(broken, info)
 
 def test_cli_plot_writes_the_file(sweep_dir, tmp_path):
     res = invoke("plot", sweep_dir, "--kind", "final", "--out", tmp_path / "f.png")
@@ -131,9 +132,9 @@ def test_cli_plot_writes_the_file(sweep_dir, tmp_path):
     (["--kind", "grid", "--panels", "train.lr"],
      "train.lr: not a swept key of {d} (swept: init.weight_scale, model.norm)"),
     (["--filter", "model.norm=group"],
-     "--filter model.norm=group: model.norm has no value group (values: batch, none)"),
-    (["--filter", "seed=7"], "{d}: no runs to plot after --filter"),
-    (["--format", "svg"], "--format svg contradicts --out {out}; drop one of them"),
+     "filters: model.norm=group: model.norm has no value group (values: batch, none)"),
+    (["--filter", "seed=7"], "{d}: no runs to plot after filters"),
+    (["--format", "svg"], "fmt: svg contradicts out {out}; drop one of them"),
 ])
 def test_bad_requests_exit_2_with_one_line(sweep_dir, args, message, tmp_path):
     res = invoke("plot", sweep_dir, *args, "--out", tmp_path / "x.png")
@@ -159,21 +160,21 @@ def test_filters_name_one_value_exactly_in_any_spelling(tmp_path):
                                            "seeds": [0]}})
     sdir, _ = sweep_mod.execute(sw, tmp_path, jobs=1, plot=False)
     # The value as every figure and folder name shows it finds its runs ...
-    data = plot_mod.load_sweep(sdir, ["init.weight_scale=0.000630957344480193"])
+    data = figures.load_sweep(sdir, ["init.weight_scale=0.000630957344480193"])
     assert [r.labels["init.weight_scale"] for r in data.runs] == ["0.000630957344480193"]
     assert data.title == "ps [weight_scale=0.000630957344480193]"
     assert [r.run_id for r in data.runs] == ["weight_scale=0.000630957344480193,seed=0"]
     # ... so does another spelling of the same number ...
-    data = plot_mod.load_sweep(sdir, ["init.weight_scale=1e-2"])
+    data = figures.load_sweep(sdir, ["init.weight_scale=1e-2"])
     assert [r.labels["init.weight_scale"] for r in data.runs] == ["0.01"]
     # ... but 0.01 is 0.01, never 0.0136 by rounding, and a rounded value is refused.
-    assert [r.run_id for r in plot_mod.load_sweep(sdir, ["init.weight_scale=0.01"]).runs] == [
+    assert [r.run_id for r in figures.load_sweep(sdir, ["init.weight_scale=0.01"]).runs] == [
         "weight_scale=0.01,seed=0"]
     for typed in ("0.000631", "0.0007", "0.014"):
         res = invoke("plot", sdir, "--filter", f"init.weight_scale={typed}", "--out",
                      tmp_path / "x.png")
         assert res.exit_code == 2
-        assert res.output == (f"error: --filter init.weight_scale={typed}: init.weight_scale has "
+        assert res.output == (f"error: filters: init.weight_scale={typed}: init.weight_scale has "
                               f"no value {typed} (values: 0.000630957344480193, 0.01, 0.0136)\n")
         assert not (tmp_path / "x.png").exists()
 
@@ -192,12 +193,12 @@ def test_a_category_on_x_is_a_bar_chart_with_intervals(sweep_dir, monkeypatch):
     from bnexp.stats import mean_interval
 
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "final", x="model.norm", filters=["init.weight_scale=0.1"])
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "final", x="model.norm", filters=["init.weight_scale=0.1"])
     ax = figs[-1].axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["batch", "none"]
     bars = ax.patches
-    runs = plot_mod.load_sweep(sweep_dir, ["init.weight_scale=0.1"]).runs
+    runs = figures.load_sweep(sweep_dir, ["init.weight_scale=0.1"]).runs
     for bar, norm in zip(bars, ["batch", "none"]):
         vals = [r.metrics[-1]["test_acc"] for r in runs if r.labels["model.norm"] == norm]
         assert bar.get_height() == pytest.approx(sum(vals) / len(vals))
@@ -206,31 +207,31 @@ def test_a_category_on_x_is_a_bar_chart_with_intervals(sweep_dir, monkeypatch):
     vals = [r.metrics[-1]["test_acc"] for r in runs if r.labels["model.norm"] == "batch"]
     iv = mean_interval(vals)
     assert (segs[0][0][1], segs[0][1][1]) == pytest.approx((iv.lo, iv.hi))
-    assert bars[0].get_facecolor()[:3] == pytest.approx(mcolors.to_rgb(plot_mod.PALETTE[0]))
+    assert bars[0].get_facecolor()[:3] == pytest.approx(mcolors.to_rgb(figures.PALETTE[0]))
 
 
 def test_the_same_value_has_the_same_colour_in_every_figure(sweep_dir, monkeypatch):
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "grid", panels="init.weight_scale", lines="model.norm")
-    plot_mod.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "grid", panels="init.weight_scale", lines="model.norm")
+    figures.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
     grid_ax, final_ax = figs[0].axes[0], figs[1].axes[0]
     for ax in (grid_ax, final_ax):
         colours = {ln.get_label().split(" ")[0]: ln.get_color() for ln in ax.get_lines()
                    if len(ln.get_xdata()) > 1}
-        assert not colours or all(c in plot_mod.PALETTE for c in colours.values())
+        assert not colours or all(c in figures.PALETTE for c in colours.values())
     grid_lines = [ln for ln in grid_ax.get_lines() if len(ln.get_xdata()) > 1]
-    assert grid_lines[0].get_color() == plot_mod.VALUE_STYLES["batch"][0]
-    assert grid_lines[1].get_color() == plot_mod.VALUE_STYLES["none"][0]
+    assert grid_lines[0].get_color() == figures.VALUE_STYLES["batch"][0]
+    assert grid_lines[1].get_color() == figures.VALUE_STYLES["none"][0]
     labels = {t.get_text(): h for t, h in zip(final_ax.get_legend().get_texts(),
                                               final_ax.get_legend().legend_handles)}
-    assert labels["norm=batch (n=2)"].get_color() == plot_mod.VALUE_STYLES["batch"][0]
+    assert labels["norm=batch (n=2)"].get_color() == figures.VALUE_STYLES["batch"][0]
 
 
 def test_log_axes_have_a_tick_at_each_value(sweep_dir, monkeypatch):
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "final", x="init.weight_scale", lines="model.norm")
     ax = figs[-1].axes[0]
     assert list(ax.get_xticks()) == [10.0, 1.0, 0.1, 0.01]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["10.0", "1.0", "0.1", "0.01"]
@@ -238,8 +239,8 @@ def test_log_axes_have_a_tick_at_each_value(sweep_dir, monkeypatch):
 
 def test_curves_of_a_sweep_are_one_mean_line_per_grid_point(sweep_dir, monkeypatch):
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "curves")
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "curves")
     ax = figs[-1].axes[0]
     lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
     assert len(lines) == 8  # 4 scales x 2 norms, not 16 runs
@@ -255,19 +256,19 @@ def test_an_unfinished_sweep_says_so_on_its_figures(sweep_dir, tmp_path, monkeyp
     victim = copy / "weight_scale=10.0,norm=batch,seed=1" / "run.json"
     victim.write_text(json.dumps({**json.loads(victim.read_text()), "status": "running"}))
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
     from bnexp.store import StoreWarning
 
     with pytest.warns(StoreWarning, match="line 3: status completed, but .* says running"):
-        plot_mod.plot_path(copy, "final", x="init.weight_scale", lines="model.norm")
+        figures.plot_path(copy, "final", x="init.weight_scale", lines="model.norm")
     assert figs[-1].axes[0].get_title().endswith("; 15 of 16 runs finished (1 running)")
 
 
 def test_a_grid_of_few_panels_keeps_its_whole_title_on_the_figure(sweep_dir, monkeypatch):
     """Two panels make a narrow figure: the title wraps instead of running off it."""
     figs = []
-    monkeypatch.setattr(plot_mod, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
-    plot_mod.plot_path(sweep_dir, "grid", panels="model.norm", lines="init.weight_scale",
+    monkeypatch.setattr(dispatch, "save_figure", lambda fig, out, fmt=None: figs.append(fig) or out)
+    figures.plot_path(sweep_dir, "grid", panels="model.norm", lines="init.weight_scale",
                        metric="test_acc")
     fig = figs[-1]
     fig.canvas.draw()
@@ -283,7 +284,7 @@ def test_long_value_spellings_on_a_log_axis_stand_upright(tmp_path):
     sw = sweep_mod.build({**RAW, "sweep": {"grid": {"init.weight_scale": {
         "logspace": [0, -1, 3]}}, "seeds": [0]}})
     sdir, _ = sweep_mod.execute(sw, tmp_path, jobs=1, plot=False)
-    fig = plot_mod.figure(sdir, "final", x="init.weight_scale")
+    fig = figures.figure(sdir, "final", x="init.weight_scale")
     ax = fig.axes[0]
     labels = ax.get_xticklabels()
     assert [t.get_text() for t in labels] == ["1.0", "0.31622776601683794", "0.1"]

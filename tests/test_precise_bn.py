@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from bnexp import config
+from bnexp.analysis import precise_bn
 from bnexp.config import ConfigError
 from bnexp.engine import BatchNorm
 from bnexp.engine.model import NormSettings, build, cnn_layers, mlp_layers
-from bnexp.train import precise_bn, train
+from bnexp.train import train
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])

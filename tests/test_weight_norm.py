@@ -7,8 +7,9 @@ from gradcheck import check_layer
 
 from bnexp import config
 from bnexp.engine import Conv2d, Linear, WeightNorm, make_optimizer
+from bnexp.engine.model import build_model
 from bnexp.engine.spec import describe, rebuild
-from bnexp.train import build_model, train
+from bnexp.train import train
 
 
 def layers(rng):

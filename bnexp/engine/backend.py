@@ -42,15 +42,6 @@ class Backend:
         """The backend called ``name`` (a Backend is returned as it is)."""
         return name if isinstance(name, Backend) else _backend(name)
 
-    def whole_step(self, net, x):
-        """The compiled step for the whole training pass of ``net`` on batches
-        like ``x`` (``numba_step.plan``), or None: run layer by layer."""
-        if not self.compiled:
-            return None
-        from . import numba_step
-
-        return numba_step.plan(net, x)
-
 
 @functools.cache
 def _backend(name: str) -> Backend:

@@ -1,31 +1,37 @@
-"""The network: a stack of layers built from a layer list, with
-forward-to-logits, loss-and-backward, predict and per-layer records.
-
-An MLP and a CNN are two layer lists (``mlp_layers``, ``cnn_layers``) for one
-builder (``build``), which infers every layer's input shape from the data's.
+"""From a config to a network: the only map from a config's model and norm
+sections to layers. A layer list (``mlp_layers``, ``cnn_layers``) says what
+comes in which order; ``build`` makes the layers, inferring every layer's
+input shape from the data's; ``NormSettings`` says which norm a layer list's
+``norm`` entries become, with its settings taken by name from the config's
+own dataclass (``NormSettings.from_config``), so a norm's new setting needs
+no code here.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..choices import HEADS, NORMS, PLACEMENTS, POOLS
-from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
+from ..config import IMAGE_SIZE
 from .backend import Backend
+from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
-from .loss import SoftmaxCrossEntropy
+from .network import CNN_EVAL_CHUNK, EVAL_CHUNK, MLP, Network, Record
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Renorm, WeightNorm
 
-# Samples per evaluation chunk: fixed, so results do not depend on threads.
-EVAL_CHUNK = 2048
-CNN_EVAL_CHUNK = 256  # a conv layer's windows take C*k*k values per output position
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+__all__ = ["MLP", "Network", "NormSettings", "Record", "build", "build_mlp", "build_model",
+           "cnn_layers", "init_std", "layer_list", "mlp_layers"]
 
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+NORM_LAYERS = {"batch": BatchNorm, "layer": LayerNorm, "group": GroupNorm,
+               "instance": InstanceNorm}
+# Every setting some norm layer takes by name (each takes its own from these).
+NORM_OPTIONS = {k for cls in NORM_LAYERS.values() for k in cls.OPTIONS}
+IMAGE_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # what model.arch cnn takes
 
 
 def init_std(weight_scale: float | str, fan_in: int) -> float:
@@ -41,259 +47,36 @@ def init_std(weight_scale: float | str, fan_in: int) -> float:
     return float(weight_scale)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One layer's input and output from a recorded forward pass (copies)."""
-
-    name: str
-    layer: Layer
-    x: np.ndarray  # (N, *in_shape)
-    y: np.ndarray  # (N, *out_shape)
-
-
-class Network:
-    """A sequence of named layers ending in logits, plus the loss.
-
-    Inputs arrive as (N, D) rows and are viewed as (N, *input_shape) (for a
-    CNN, images (N, 1, 28, 28)). The arrays returned by ``forward`` are the
-    layers' work buffers (see ``layers``): valid until the next call.
-    """
-
-    def __init__(self, layers: Sequence[Layer], names: Sequence[str], dtype=np.float32,
-                 input_shape: tuple[int, ...] | None = None,
-                 eval_chunk: int = EVAL_CHUNK, kernels: str | Backend = "numpy") -> None:
-        if len(layers) != len(names):
-            raise ValueError("one name per layer")
-        self.layers = list(layers)
-        self.names = list(names)
-        self.dtype = np.dtype(dtype)
-        self.input_shape = tuple(input_shape) if input_shape else None
-        self.eval_chunk = eval_chunk
-        self.use_backend(kernels)  # and the loss
-        self.records: list[Record] = []
-        first = self.layers[0]
-        if isinstance(first, (Linear, Conv2d, WeightNorm)):
-            first.input_grad = False  # the data needs no gradient
-
-    def __repr__(self) -> str:
-        inner = "\n".join(f"  ({n}): {layer!r}" for n, layer in zip(self.names, self.layers))
-        return f"{type(self).__name__}(\n{inner}\n)"
-
-    def named_layers(self):
-        return zip(self.names, self.layers)
-
-    def use_backend(self, backend: str | Backend) -> None:
-        """Run the passes around the matrix products on ``backend`` (a name or a
-        Backend: ``numpy``, the layers' reference code; ``numba``, compiled, with
-        each BatchNorm -> ReLU pair fused into one kernel per pass)."""
-        self.backend = Backend.named(backend)
-        for layer in self.layers:
-            layer.kernels = self.backend.kernels
-        self.loss = SoftmaxCrossEntropy(self.backend.kernels)
-        self.steps = self._plan_steps()
-        self._ran = self.steps  # what the last forward ran, for backward
-        self._whole: dict[tuple, object] = {}  # batch shape -> compiled-step plan or None
-
-    def _plan_steps(self) -> list[tuple[Layer, Layer | None]]:
-        """(layer, None) per layer, but (BatchNorm, ReLU) for a pair the compiled
-        kernels fuse."""
-        steps, i, n = [], 0, len(self.layers)
-        while i < n:
-            layer = self.layers[i]
-            nxt = self.layers[i + 1] if i + 1 < n else None
-            if (layer.kernels is not None and isinstance(layer, BatchNorm)
-                    and type(nxt) is ReLU):
-                steps.append((layer, nxt))
-                i += 2
-            else:
-                steps.append((layer, None))
-                i += 1
-        return steps
-
-    def as_input(self, x: np.ndarray) -> np.ndarray:
-        """Rows (N, D) as the first layer takes them: the model's dtype, viewed as
-        (N, *input_shape) for images."""
-        h = np.asarray(x, dtype=self.dtype)
-        return h if self.input_shape is None else h.reshape(len(h), *self.input_shape)
-
-    def forward(self, x: np.ndarray, train: bool = False, record: bool = False) -> np.ndarray:
-        """x: (N, D_in) -> logits (N, C). With ``record``, ``self.records``
-        holds a copy of every layer's input and output."""
-        h = self.as_input(x)
-        if record:  # layer by layer (fused pairs give the same numbers unfused)
-            self.records = []
-            for name, layer in zip(self.names, self.layers):
-                out = layer.forward(h, train)
-                self.records.append(Record(name, layer, h.copy(), out.copy()))
-                h = out
-            self._ran = [(layer, None) for layer in self.layers]
-            return h
-        for layer, relu in self.steps:
-            h = layer.forward(h, train) if relu is None else layer.forward_relu(h, train, relu)
-        self._ran = self.steps
-        return h
-
-    def backward(self, dlogits: np.ndarray) -> None:
-        """Backpropagate ``dlogits`` (N, C), filling every layer's grads."""
-        g = dlogits
-        for layer, relu in reversed(self._ran):  # the steps the last forward ran
-            g = layer.backward(g) if relu is None else layer.backward_relu(g, relu)
-            if g is None:  # a first Linear skips the data's gradient
-                break
-
-    def loss_and_backward(self, x: np.ndarray, labels: np.ndarray, record: bool = False) -> float:
-        """One training pass in train mode: forward, mean loss, and (when the
-        loss is finite) backward into every layer's grads. Returns the loss."""
-        if self.backend.compiled and not record:
-            whole = self._whole_step(x)
-            if whole is not None:  # the whole pass in two compiled calls
-                self._ran = []  # nothing for a layer-by-layer backward to do
-                return whole.run(x, labels)
-        loss = self.loss.forward(self.forward(x, train=True, record=record), labels)
-        if math.isfinite(loss):
-            self.backward(self.loss.backward())
-        return loss
-
-    def _whole_step(self, x: np.ndarray):
-        """The compiled whole-pass plan for batches shaped like ``x`` (numba
-        kernels, a plain MLP), or None: run layer by layer. Made again when the
-        layers' arrays changed (an optimizer packs them when it is made)."""
-        key = (x.shape, x.dtype)
-        plan = self._whole.get(key, False)
-        if plan is False or (plan is not None and not plan.current()):
-            plan = self._whole[key] = self.backend.whole_step(self, x)
-        if plan is not None and not x.flags.c_contiguous:
-            return None
-        return plan
-
-    def replica(self) -> Network:
-        """A model sharing this one's parameters and buffers but with its own
-        work arrays, loss and records: evaluation in another thread."""
-        twin = copy.copy(self)
-        twin.layers = [layer.replica() for layer in self.layers]
-        twin.loss = SoftmaxCrossEntropy(self.backend.kernels)
-        twin.records = []
-        twin.steps = twin._ran = twin._plan_steps()
-        twin._whole = {}
-        return twin
-
-    def _evaluate_chunks(self, x: np.ndarray, labels: np.ndarray, starts: list[int],
-                         chunk: int) -> list[tuple[float, int]]:
-        out = []
-        for i in starts:
-            xb, yb = x[i : i + chunk], labels[i : i + chunk]
-            logits = self.forward(xb, train=False)
-            out.append((self.loss.forward(logits, yb) * len(xb),
-                        int(np.count_nonzero(logits.argmax(axis=1) == yb))))
-        return out
-
-    def evaluate(self, x: np.ndarray, labels: np.ndarray, chunk: int | None = None,
-                 threads: int = 1) -> tuple[float, float]:
-        """Mean loss and accuracy in eval mode, in chunks of ``chunk`` samples
-        (bounding memory). With ``threads`` > 1 the chunks are shared among
-        threads, each with its own replica of the model; the chunk boundaries
-        and the order in which their sums are added do not depend on
-        ``threads``, so neither does the result (a row's product depends on
-        how many rows share the BLAS call, so the boundaries must be fixed)."""
-        chunk = chunk or self.eval_chunk
-        starts = list(range(0, len(x), chunk))
-        threads = max(1, min(threads, len(starts)))
-        if threads == 1:
-            parts = self._evaluate_chunks(x, labels, starts, chunk)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            models = [self] + [self.replica() for _ in range(threads - 1)]
-            shares = [starts[k::threads] for k in range(threads)]
-            with ThreadPoolExecutor(threads) as pool:
-                done = list(pool.map(lambda mk: mk[0]._evaluate_chunks(x, labels, mk[1], chunk),
-                                     zip(models, shares)))
-            by_start = {s: part for share, res in zip(shares, done) for s, part in zip(share, res)}
-            parts = [by_start[s] for s in starts]
-        total, correct = 0.0, 0
-        for loss_sum, hits in parts:
-            total += loss_sum
-            correct += hits
-        n = len(x)
-        return total / n, correct / n
-
-    def logits(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
-        """Logits in eval mode, in chunks of ``chunk`` samples: (N, C), a new array
-        (each chunk is copied out at once: ``forward`` reuses its buffers)."""
-        chunk = chunk or self.eval_chunk
-        out = None
-        for i in range(0, len(x), chunk):
-            y = self.forward(x[i : i + chunk], train=False)
-            if out is None:
-                out = np.empty((len(x), y.shape[1]), dtype=y.dtype)
-            out[i : i + len(y)] = y
-        return out
-
-    def predict(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
-        """Predicted class per sample, in eval mode: (N,) int."""
-        return self.logits(x, chunk).argmax(axis=1)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every param and buffer, keyed ``layer_name.key``."""
-        state = {}
-        for name, layer in self.named_layers():
-            for key, value in {**layer.params, **layer.buffers}.items():
-                state[f"{name}.{key}"] = value.copy()
-        return state
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy ``state`` (``layer_name.key`` -> array, as ``state_dict`` gives)
-        into every param and buffer. All are checked first (present, the same
-        shape, a dtype that casts within its kind): ValueError, nothing copied."""
-        pairs = []
-        for name, layer in self.named_layers():
-            for store in (layer.params, layer.buffers):
-                for key, target in store.items():
-                    full = f"{name}.{key}"
-                    if full not in state:
-                        raise ValueError(f"no {full} in the state to load")
-                    value = np.asarray(state[full])
-                    if value.shape != target.shape or not np.can_cast(value.dtype, target.dtype,
-                                                                      "same_kind"):
-                        raise ValueError(f"{full}: {value.dtype} {value.shape}, expected "
-                                         f"{target.dtype} {target.shape}")
-                    pairs.append((target, value))
-        for target, value in pairs:
-            target[...] = value
-
-
-MLP = Network  # the engine's name for it before it built CNNs
-
-
-@dataclass(frozen=True)
 class NormSettings:
-    """Which normalization a builder inserts where a layer list says ``norm``,
-    and its settings (PyTorch's defaults)."""
+    """Which normalization a builder inserts where a layer list says ``norm``
+    (``kind``: one of NORMS), Santurkar et al.'s ``noise`` after it, and the
+    settings the norm layer takes by name (``options``: PyTorch's BatchNorm
+    defaults where not given; each layer takes the ones it declares)."""
 
-    kind: str = "none"  # one of NORMS
-    groups: int = 4
-    momentum: float | None = 0.1
-    eps: float = 1e-5
-    affine: bool = True
-    track_running_stats: bool = True
-    convention: str = "pytorch"
-    ghost_batch: int | None = None  # batch norm only: statistics per group of this many samples
-    noise: float = 0.0  # > 0: Santurkar et al.'s noise after every norm layer (NoisyShift)
-    renorm: Renorm | None = None  # batch norm only: batch renormalization's settings
+    DEFAULTS = {"momentum": 0.1, "eps": 1e-5, "affine": True, "track_running_stats": True}
+
+    def __init__(self, kind: str = "none", groups: int = 4, noise: float = 0.0,
+                 **options) -> None:
+        unknown = sorted(set(options) - NORM_OPTIONS)
+        if unknown:
+            raise ValueError(f"norm setting {unknown[0]!r}: no norm layer takes it "
+                             f"(they take {', '.join(sorted(NORM_OPTIONS))})")
+        self.kind, self.noise = kind, noise
+        self.options = {**self.DEFAULTS, **options, "groups": groups}
+
+    @classmethod
+    def from_config(cls, model, norm) -> NormSettings:
+        """From a config's model and norm sections: every norm field that a norm
+        layer takes, by its name; batch renorm's fields as one ``Renorm``."""
+        options = {f.name: getattr(norm, f.name) for f in dataclasses.fields(norm)
+                   if f.name in NORM_OPTIONS}
+        options["renorm"] = Renorm.from_config(norm)
+        return cls(model.norm, model.groups, norm.noise, **options)
 
     def make(self, channels: int, dtype) -> Layer:
-        if self.kind == "batch":
-            return BatchNorm(channels, self.momentum, self.eps, self.affine,
-                             self.track_running_stats, convention=self.convention,
-                             ghost_batch=self.ghost_batch, renorm=self.renorm, dtype=dtype)
-        if self.kind == "layer":
-            return LayerNorm(channels, self.eps, self.affine, dtype=dtype)
-        if self.kind == "group":
-            return GroupNorm(channels, self.groups, self.eps, self.affine, dtype=dtype)
-        if self.kind == "instance":
-            return InstanceNorm(channels, self.eps, self.momentum, self.affine,
-                                self.track_running_stats, dtype=dtype)
-        raise ValueError(f"norm: got {self.kind!r}, expected one of {', '.join(NORMS)}")
+        if self.kind not in NORM_LAYERS:
+            raise ValueError(f"norm: got {self.kind!r}, expected one of {', '.join(NORMS)}")
+        return NORM_LAYERS[self.kind].from_settings(channels, self.options, dtype)
 
 
 # A layer list is a list of (kind, options) pairs:
@@ -379,10 +162,96 @@ def cnn_layers(channels: Sequence[int], *, kernel: int = 3, pool: str = "max",
                               dropout=dropout)
 
 
+class _Builder:
+    """The state of ``build`` between layers: the current sample shape, the
+    block count, and the layers and names made so far. One method per layer
+    kind returns the (name, layer) it makes, drawing weights from ``rng`` in
+    layer order."""
+
+    def __init__(self, in_shape, classes: int, rng: np.random.Generator, norm: NormSettings,
+                 weight_scale: float | str, dtype) -> None:
+        self.shape, self.classes, self.rng, self.norm = tuple(in_shape), classes, rng, norm
+        self.weight_scale, self.dtype = weight_scale, dtype
+        self.block = 0
+        self.layers: list[Layer] = []
+        self.names: list[str] = []
+
+    def linear(self, opt: dict) -> tuple[str, Layer]:
+        if len(self.shape) != 1:
+            raise ValueError(f"linear after a {len(self.shape)}-D output {self.shape}: "
+                             "flatten first")
+        out = self.classes if opt["out"] is None else opt["out"]
+        name = "linear_out" if opt["out"] is None else f"linear{self.block + 1}"
+        self.block += opt["out"] is not None
+        layer = Linear(self.shape[0], out, opt["bias"], rng=self.rng,
+                       std=init_std(self.weight_scale, self.shape[0]), dtype=self.dtype)
+        self.shape = (out,)
+        return name, layer
+
+    def conv(self, opt: dict) -> tuple[str, Layer]:
+        if len(self.shape) != 3:
+            raise ValueError(f"conv needs (C, H, W) inputs, got {self.shape}")
+        self.block += 1
+        k, s, p = opt["kernel"], opt["stride"], opt["padding"]
+        C, H, W = self.shape
+        layer = Conv2d(C, opt["out"], k, s, p, opt["bias"], rng=self.rng,
+                       std=init_std(self.weight_scale, C * k * k), dtype=self.dtype)
+        self.shape = (opt["out"], out_size(H, k, s, p), out_size(W, k, s, p))
+        return f"conv{self.block}", layer
+
+    def norm_layer(self, opt: dict) -> tuple[str, Layer]:
+        name, layer = f"{self.norm.kind}norm{self.block}", self.norm.make(self.shape[0],
+                                                                          self.dtype)
+        if self.norm.noise > 0:  # the noise layer follows (its stream: after the loop)
+            self.names.append(name)
+            self.layers.append(layer)
+            name, layer = f"noise{self.block}", NoisyShift(self.norm.noise, rng=None)
+        return name, layer
+
+    def act(self, opt: dict) -> tuple[str, Layer]:
+        return f"{opt['fn']}{self.block}", ACTIVATIONS[opt["fn"]]()
+
+    def dropout(self, opt: dict) -> tuple[str, Layer]:
+        rng = np.random.default_rng(self.rng.integers(2**63))
+        return f"dropout{self.block}", Dropout(opt["p"], rng=rng)
+
+    def pool(self, kind: str, opt: dict) -> tuple[str, Layer]:
+        k = opt["kernel"]
+        layer = (MaxPool2d if kind == "maxpool" else AvgPool2d)(k)
+        self.shape = (self.shape[0], out_size(self.shape[1], k, k, 0),
+                      out_size(self.shape[2], k, k, 0))
+        return f"{kind}{self.block}", layer
+
+    def head(self, kind: str) -> tuple[str, Layer]:
+        if kind == "flatten":
+            self.shape = (math.prod(self.shape),)
+            return kind, Flatten()
+        self.shape = (self.shape[0],)
+        return kind, GlobalAvgPool()
+
+    def add(self, kind: str, opt: dict) -> None:
+        if kind in ("linear", "conv", "act", "dropout"):
+            name, layer = getattr(self, kind)(opt)
+        elif kind == "norm":
+            name, layer = self.norm_layer(opt)
+        elif kind in ("maxpool", "avgpool"):
+            name, layer = self.pool(kind, opt)
+        elif kind in ("flatten", "gap"):
+            name, layer = self.head(kind)
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        if opt.get("weight_norm"):
+            layer = WeightNorm(layer)
+        if min(self.shape) < 1:
+            raise ValueError(f"{name}: output shape {self.shape} is empty")
+        self.names.append(name)
+        self.layers.append(layer)
+
+
 def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
-          rng: np.random.Generator, norm: NormSettings = NormSettings(),
+          rng: np.random.Generator, norm: NormSettings | None = None,
           weight_scale: float | str = "he", dtype=np.float32,
-          kernels: str = "numpy") -> Network:
+          kernels: str | Backend = "numpy") -> Network:
     """The network a layer list describes, for samples of shape ``in_shape``
     ((D,) for rows, (C, H, W) for images). Weights are drawn from ``rng`` in
     layer order; each Dropout gets its own stream drawn from it in turn.
@@ -390,61 +259,14 @@ def build(specs: Sequence[Spec], in_shape: Sequence[int], classes: int, *,
     Names: ``linear{i}`` / ``conv{i}`` for the i-th weight layer and
     ``{norm}norm{i}``, ``{act}{i}``, ``dropout{i}``, ``{max|avg}pool{i}`` for
     what follows it; ``flatten``, ``gap`` and ``linear_out`` (the logits)."""
-    shape = tuple(in_shape)
-    layers: list[Layer] = []
-    names: list[str] = []
-    block = 0
+    b = _Builder(in_shape, classes, rng, norm or NormSettings(), weight_scale, dtype)
     for kind, opt in specs:
-        if kind == "linear":
-            if len(shape) != 1:
-                raise ValueError(f"linear after a {len(shape)}-D output {shape}: flatten first")
-            out = classes if opt["out"] is None else opt["out"]
-            name = "linear_out" if opt["out"] is None else f"linear{block + 1}"
-            block += opt["out"] is not None
-            layer = Linear(shape[0], out, opt["bias"], rng=rng,
-                           std=init_std(weight_scale, shape[0]), dtype=dtype)
-            shape = (out,)
-        elif kind == "conv":
-            if len(shape) != 3:
-                raise ValueError(f"conv needs (C, H, W) inputs, got {shape}")
-            block += 1
-            name = f"conv{block}"
-            k, s, p = opt["kernel"], opt["stride"], opt["padding"]
-            layer = Conv2d(shape[0], opt["out"], k, s, p, opt["bias"], rng=rng,
-                           std=init_std(weight_scale, shape[0] * k * k), dtype=dtype)
-            shape = (opt["out"], out_size(shape[1], k, s, p), out_size(shape[2], k, s, p))
-        elif kind == "norm":
-            name, layer = f"{norm.kind}norm{block}", norm.make(shape[0], dtype)
-            if norm.noise > 0:  # the noise layer follows (its stream: after the loop)
-                names.append(name)
-                layers.append(layer)
-                name, layer = f"noise{block}", NoisyShift(norm.noise, rng=None)
-        elif kind == "act":
-            name, layer = f"{opt['fn']}{block}", ACTIVATIONS[opt["fn"]]()
-        elif kind == "dropout":
-            name = f"dropout{block}"
-            layer = Dropout(opt["p"], rng=np.random.default_rng(rng.integers(2**63)))
-        elif kind in ("maxpool", "avgpool"):
-            name = f"{kind}{block}"
-            layer = (MaxPool2d if kind == "maxpool" else AvgPool2d)(opt["kernel"])
-            shape = (shape[0], out_size(shape[1], opt["kernel"], opt["kernel"], 0),
-                     out_size(shape[2], opt["kernel"], opt["kernel"], 0))
-        elif kind in ("flatten", "gap"):
-            name, layer = kind, Flatten() if kind == "flatten" else GlobalAvgPool()
-            shape = (math.prod(shape),) if kind == "flatten" else (shape[0],)
-        else:
-            raise ValueError(f"unknown layer kind {kind!r}")
-        if opt.get("weight_norm"):
-            layer = WeightNorm(layer)
-        if min(shape) < 1:
-            raise ValueError(f"{name}: output shape {shape} is empty")
-        names.append(name)
-        layers.append(layer)
-    for layer in layers:  # drawn after every weight, so noise leaves the weights as they were
+        b.add(kind, opt)
+    for layer in b.layers:  # drawn after every weight, so noise leaves the weights as they were
         if isinstance(layer, NoisyShift):
             layer.rng = np.random.default_rng(rng.integers(2**63))
     spatial = len(in_shape) > 1
-    return Network(layers, names, dtype, input_shape=tuple(in_shape) if spatial else None,
+    return Network(b.layers, b.names, dtype, input_shape=tuple(in_shape) if spatial else None,
                    eval_chunk=CNN_EVAL_CHUNK if spatial else EVAL_CHUNK, kernels=kernels)
 
 
@@ -457,6 +279,32 @@ def build_mlp(in_dim: int, out_dim: int, hidden: Sequence[int], *, rng: np.rando
     """``in_dim -> hidden... -> out_dim``: ``build(mlp_layers(...))``."""
     specs = mlp_layers(hidden, activation=activation, norm=norm, placement=placement,
                        dropout=dropout)
-    settings = NormSettings(norm, groups, momentum, eps, affine, track_running_stats, convention)
+    settings = NormSettings(norm, groups, momentum=momentum, eps=eps, affine=affine,
+                            track_running_stats=track_running_stats, convention=convention)
     return build(specs, (in_dim,), out_dim, rng=rng, norm=settings, weight_scale=weight_scale,
                  dtype=dtype, kernels=kernels)
+
+
+def layer_list(cfg) -> list[Spec]:
+    """The layer list a config's model section describes."""
+    m = cfg.model
+    common = {"activation": m.activation, "norm": m.norm, "placement": m.placement,
+              "dropout": m.dropout, "dropout_at": m.dropout_at}
+    if m.arch == "cnn":
+        return cnn_layers(m.channels, kernel=m.kernel, pool=m.pool, head=m.head,
+                          hidden=m.hidden, **common)
+    return mlp_layers(m.hidden, **common)
+
+
+def build_model(cfg, in_dim: int, classes: int, rng: np.random.Generator) -> Network:
+    """The network a config describes, for samples of ``in_dim`` values and
+    ``classes`` classes, on the config's backend (``train.kernels``)."""
+    m = cfg.model
+    in_shape = IMAGE_SHAPE if m.arch == "cnn" else (in_dim,)
+    if m.arch == "cnn" and in_dim != math.prod(IMAGE_SHAPE):
+        raise ValueError(f"model.arch cnn needs {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]} images, "
+                         f"got samples of {in_dim} values")
+    return build(layer_list(cfg), in_shape, classes, rng=rng,
+                 norm=NormSettings.from_config(m, cfg.norm),
+                 weight_scale=cfg.init.weight_scale, dtype=np.dtype(cfg.train.dtype),
+                 kernels=cfg.train.kernels)

@@ -21,14 +21,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..choices import CONVENTIONS, RENORM_RUNNING
 from ..errors import BnexpError
+from . import fields
 from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
-from .model import Network
-from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Renorm, WeightNorm
+from .network import Network
+from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
 
 FORMAT = 1
+# The norm layers by type name, in the format's order: each describes and checks
+# its own settings (their OPTIONS).
+_NORM_TYPES = {cls.__name__: cls for cls in (BatchNorm, InstanceNorm, GroupNorm, LayerNorm)}
 _SIMPLE = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Identity": Identity,
            "Flatten": Flatten, "GlobalAvgPool": GlobalAvgPool}
 
@@ -48,19 +51,8 @@ def describe_layer(layer: Layer) -> dict:
         return {"type": kind, "in": layer.in_channels, "out": layer.out_channels,
                 "kernel": layer.kernel, "stride": layer.stride, "padding": layer.padding,
                 "bias": "b" in layer.params}
-    if isinstance(layer, BatchNorm):
-        return {"type": kind, "channels": layer.D, "momentum": layer.momentum, "eps": layer.eps,
-                "affine": layer.affine, "track_running_stats": layer.track_running_stats,
-                "convention": layer.convention, "ghost_batch": layer.ghost_batch,
-                "renorm": dataclasses.asdict(layer.renorm) if layer.renorm else None}
-    if isinstance(layer, InstanceNorm):
-        return {"type": kind, "channels": layer.D, "eps": layer.eps, "momentum": layer.momentum,
-                "affine": layer.affine, "track_running_stats": layer.track_running_stats}
-    if isinstance(layer, GroupNorm):
-        return {"type": kind, "channels": layer.D, "groups": layer.G, "eps": layer.eps,
-                "affine": layer.affine}
-    if isinstance(layer, LayerNorm):
-        return {"type": kind, "channels": layer.D, "eps": layer.eps, "affine": layer.affine}
+    if kind in _NORM_TYPES:
+        return {"type": kind, **layer.describe()}
     if isinstance(layer, Dropout):
         return {"type": kind, "p": layer.p}
     if isinstance(layer, NoisyShift):
@@ -70,18 +62,6 @@ def describe_layer(layer: Layer) -> dict:
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
         return {"type": kind, "kernel": layer.kernel, "stride": layer.stride}
     raise ValueError(f"no description for layer {layer!r}")
-
-
-def _renorm(d: dict | list | None) -> Renorm | None:
-    """A model file's batch renorm settings. Files from before the plain-BN
-    phase and the running sigma hold [rmax, dmax, warm-up]: their layers
-    averaged the variance and ramped from step 0."""
-    if not d:
-        return None
-    if isinstance(d, list):
-        rmax, dmax, warmup = d
-        return Renorm(rmax, dmax, warmup, bn_steps=0, running="variance")
-    return Renorm(**d)
 
 
 def build_layer(d: dict, dtype) -> Layer:
@@ -94,18 +74,8 @@ def build_layer(d: dict, dtype) -> Layer:
     if kind == "Conv2d":
         return Conv2d(d["in"], d["out"], d["kernel"], d["stride"], d["padding"], d["bias"],
                       rng=zero, dtype=dtype)
-    if kind == "BatchNorm":
-        return BatchNorm(d["channels"], d["momentum"], d["eps"], d["affine"],
-                         d["track_running_stats"], convention=d["convention"],
-                         ghost_batch=d.get("ghost_batch"),
-                         renorm=_renorm(d.get("renorm")), dtype=dtype)
-    if kind == "InstanceNorm":
-        return InstanceNorm(d["channels"], d["eps"], d["momentum"], d["affine"],
-                            d["track_running_stats"], dtype=dtype)
-    if kind == "GroupNorm":
-        return GroupNorm(d["channels"], d["groups"], d["eps"], d["affine"], dtype=dtype)
-    if kind == "LayerNorm":
-        return LayerNorm(d["channels"], d["eps"], d["affine"], dtype=dtype)
+    if kind in _NORM_TYPES:
+        return _NORM_TYPES[kind].from_description(d, dtype)
     if kind == "Dropout":
         return Dropout(d["p"], rng=zero)  # eval mode only: the identity
     if kind == "NoisyShift":
@@ -193,14 +163,13 @@ def _merged(prev: Linear | Conv2d, bn: BatchNorm) -> Linear | Conv2d:
 
 # --- checking a description read from a file ------------------------------------
 
-MAX_SIZE = 2**31 - 1  # any width, channel count, kernel, stride or padding
 MAX_SAMPLE_VALUES = 1 << 24  # one sample at any layer: its output, or a conv's windows
 MAX_EVAL_CHUNK = 1 << 16  # samples per evaluation chunk
 MAX_CHUNK_VALUES = 1 << 28  # eval_chunk x the largest of those: a chunk's work arrays
 MAX_NAME = 200  # characters of a layer name
 DTYPES = ("float32", "float64")
 _TOP_KEYS = ("format", "dtype", "input_shape", "eval_chunk", "layers")
-_NORMS = ("BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm")
+_NORMS = tuple(_NORM_TYPES)
 _IMAGE_ONLY = ("Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool")
 
 
@@ -212,119 +181,50 @@ class Shapes:
     outputs: int  # logits: one per class
 
 
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    """A finite int or float (as a float: JSON's 10**400 is an int no float holds)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:
-        return False
-
-
-# Each check returns what is expected, or None when the value is fine.
-def _size(v):
-    return None if _is_int(v) and 1 <= v <= MAX_SIZE else f"an integer from 1 to {MAX_SIZE:,}"
-
-
-def _padding(v):
-    return None if _is_int(v) and 0 <= v <= MAX_SIZE else f"an integer from 0 to {MAX_SIZE:,}"
-
-
-def _flag(v):
-    return None if isinstance(v, bool) else "true or false"
-
-
-def _eps(v):
-    return None if _is_number(v) and v >= 0 else "a finite number >= 0"
-
-
-def _momentum(v):
-    return None if v is None or (_is_number(v) and 0 <= v <= 1) else "null or a number in [0, 1]"
-
-
-def _p(v):
-    return None if _is_number(v) and 0 <= v < 1 else "a number in [0, 1)"
-
-
-def _sigma(v):
-    return None if _is_number(v) and v >= 0 else "a finite number >= 0"
-
-
-def _convention(v):
-    return None if v in CONVENTIONS else " or ".join(CONVENTIONS)
-
-
-def _ghost(v):
-    return None if v is None else _size(v)
-
-
-def _renorm_field(v):
-    try:
-        _renorm(v)
-    except (TypeError, ValueError):
-        return ("null or batch renorm's settings {rmax >= 1, dmax >= 0, warmup >= 0, "
-                f"bn_steps >= 0, running: {' or '.join(RENORM_RUNNING)}}}")
-    return None
-
-
 _FIELDS = {
-    "Linear": {"in": _size, "out": _size, "bias": _flag},
-    "Conv2d": {"in": _size, "out": _size, "kernel": _size, "stride": _size,
-               "padding": _padding, "bias": _flag},
-    "BatchNorm": {"channels": _size, "momentum": _momentum, "eps": _eps, "affine": _flag,
-                  "track_running_stats": _flag, "convention": _convention,
-                  "ghost_batch": _ghost, "renorm": _renorm_field},
-    "InstanceNorm": {"channels": _size, "eps": _eps, "momentum": _momentum, "affine": _flag,
-                     "track_running_stats": _flag},
-    "GroupNorm": {"channels": _size, "groups": _size, "eps": _eps, "affine": _flag},
-    "LayerNorm": {"channels": _size, "eps": _eps, "affine": _flag},
-    "Dropout": {"p": _p},
-    "NoisyShift": {"sigma": _sigma},
+    "Linear": {"in": fields.size, "out": fields.size, "bias": fields.flag},
+    "Conv2d": {"in": fields.size, "out": fields.size, "kernel": fields.size, "stride": fields.size,
+               "padding": fields.padding, "bias": fields.flag},
+    **{kind: {"channels": fields.size, **{k: check for k, (check, _) in cls.OPTIONS.items()}}
+       for kind, cls in _NORM_TYPES.items()},
+    "Dropout": {"p": fields.probability},
+    "NoisyShift": {"sigma": fields.nonnegative},
     "WeightNorm": {"inner": None},  # checked as a layer of its own
-    "MaxPool2d": {"kernel": _size, "stride": _size},
-    "AvgPool2d": {"kernel": _size, "stride": _size},
+    "MaxPool2d": {"kernel": fields.size, "stride": fields.size},
+    "AvgPool2d": {"kernel": fields.size, "stride": fields.size},
     **{kind: {} for kind in _SIMPLE},
 }
-_OPTIONAL = {("BatchNorm", "ghost_batch"), ("BatchNorm", "renorm")}  # newer than the format
+# Settings newer than the format, which older files lack (the layer's default then)
+_OPTIONAL = {(kind, k) for kind, cls in _NORM_TYPES.items()
+             for k, (_, optional) in cls.OPTIONS.items() if optional}
 
 
 def _check_layer(d, where: str, named: bool = True) -> None:
     """One layer's description: a known type with exactly its fields, each of
     the type and in the range its layer accepts."""
     if not isinstance(d, dict):
-        raise ValueError(f"{where}: got {_show(d)}, expected a layer (an object with a type)")
+        raise ValueError(f"{where}: got {fields.show(d)}, expected a layer (an object with a type)")
     kind = d.get("type")
     if not isinstance(kind, str) or kind not in _FIELDS:
-        raise ValueError(f"{where}: type {_show(kind)} is not a layer bnexp knows "
+        raise ValueError(f"{where}: type {fields.show(kind)} is not a layer bnexp knows "
                          f"({', '.join(_FIELDS)})")
-    fields = _FIELDS[kind]
-    extra = sorted(set(d) - set(fields) - {"type"} - ({"name"} if named else set()))
+    expected = _FIELDS[kind]
+    extra = sorted(set(d) - set(expected) - {"type"} - ({"name"} if named else set()))
     if extra:
-        raise ValueError(f"{where}: {kind} has no field {_show(extra[0])} (its fields: "
-                         f"{', '.join(fields) or 'none'})")
-    for key, check in fields.items():
+        raise ValueError(f"{where}: {kind} has no field {fields.show(extra[0])} (its fields: "
+                         f"{', '.join(expected) or 'none'})")
+    for key, check in expected.items():
         if key not in d:
             if (kind, key) in _OPTIONAL:
                 continue
             raise ValueError(f"{where}: {kind} needs {key!r}")
         want = check(d[key]) if check else None
         if want:
-            raise ValueError(f"{where}: {key}: got {_show(d[key])}, expected {want}")
-    if kind == "GroupNorm" and d["channels"] % d["groups"]:
-        raise ValueError(f"{where}: channels={d['channels']} must be divisible by "
-                         f"groups={d['groups']}")
-    if kind == "BatchNorm" and _renorm(d.get("renorm")) and not d["track_running_stats"]:
-        raise ValueError(f"{where}: renorm needs track_running_stats true")
+            raise ValueError(f"{where}: {key}: got {fields.show(d[key])}, expected {want}")
+    if kind in _NORM_TYPES:
+        wrong = _NORM_TYPES[kind].check_description(d)
+        if wrong:
+            raise ValueError(f"{where}: {wrong}")
     if kind == "WeightNorm":
         _check_layer(d["inner"], f"{where}: inner", named=False)
         if d["inner"]["type"] not in ("Linear", "Conv2d"):
@@ -334,29 +234,29 @@ def _check_layer(d, where: str, named: bool = True) -> None:
 
 def _check_top(desc) -> None:
     if not isinstance(desc, dict):
-        raise ValueError(f"network: got {_show(desc)}, expected a layer list's description")
+        raise ValueError(f"network: got {fields.show(desc)}, expected a layer list's description")
     extra = sorted(set(desc) - set(_TOP_KEYS))
     missing = [k for k in _TOP_KEYS if k not in desc]
     if extra or missing:
         what = f"no key {extra[0]!r}" if extra else f"needs {missing[0]!r}"
         raise ValueError(f"network: {what} (its keys: {', '.join(_TOP_KEYS)})")
     fmt = desc["format"]
-    if not _is_int(fmt) or fmt != FORMAT:
-        raise ValueError(f"model format {_show(fmt)}; this bnexp reads {FORMAT}")
+    if not fields.is_int(fmt) or fmt != FORMAT:
+        raise ValueError(f"model format {fields.show(fmt)}; this bnexp reads {FORMAT}")
     if desc["dtype"] not in DTYPES:
-        raise ValueError(f"dtype: got {_show(desc['dtype'])}, expected {' or '.join(DTYPES)}")
+        raise ValueError(f"dtype: got {fields.show(desc['dtype'])}, expected {' or '.join(DTYPES)}")
     chunk = desc["eval_chunk"]
-    if not (_is_int(chunk) and 1 <= chunk <= MAX_EVAL_CHUNK):
-        raise ValueError(f"eval_chunk: got {_show(chunk)}, expected an integer from 1 to "
+    if not (fields.is_int(chunk) and 1 <= chunk <= MAX_EVAL_CHUNK):
+        raise ValueError(f"eval_chunk: got {fields.show(chunk)}, expected an integer from 1 to "
                          f"{MAX_EVAL_CHUNK:,}")
     shape = desc["input_shape"]
     if shape is not None and not (isinstance(shape, list) and 1 <= len(shape) <= 3
-                                  and all(_size(n) is None for n in shape)):
-        raise ValueError(f"input_shape: got {_show(shape)}, expected null (rows) or a list of "
+                                  and all(fields.size(n) is None for n in shape)):
+        raise ValueError(f"input_shape: got {fields.show(shape)}, expected null (rows) or a list of "
                          "1 to 3 sizes >= 1 ([C, H, W] for images)")
     layers = desc["layers"]
     if not isinstance(layers, list) or not layers:
-        raise ValueError(f"layers: got {_show(layers)}, expected a non-empty list of layers")
+        raise ValueError(f"layers: got {fields.show(layers)}, expected a non-empty list of layers")
 
 
 def check_description(desc) -> Shapes:
@@ -367,11 +267,11 @@ def check_description(desc) -> Shapes:
     seen = set()
     for i, d in enumerate(desc["layers"]):
         if not isinstance(d, dict):
-            raise ValueError(f"layers[{i}]: got {_show(d)}, expected a layer (an object)")
+            raise ValueError(f"layers[{i}]: got {fields.show(d)}, expected a layer (an object)")
         name = d.get("name")
-        where = f"layers[{i}]" + (f" ({_show(name)})" if isinstance(name, str) else "")
+        where = f"layers[{i}]" + (f" ({fields.show(name)})" if isinstance(name, str) else "")
         if not (isinstance(name, str) and 1 <= len(name) <= MAX_NAME):
-            raise ValueError(f"{where}: name: got {_show(name)}, expected a text of 1 to "
+            raise ValueError(f"{where}: name: got {fields.show(name)}, expected a text of 1 to "
                              f"{MAX_NAME} characters")
         if name in seen:
             raise ValueError(f"{where}: a second layer named {name!r} (names must be unique)")

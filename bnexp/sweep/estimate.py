@@ -1,4 +1,5 @@
-"""How long a sweep will take on this machine, for ``--dry-run``: a few real
+"""A sweep's ``--dry-run`` (``dry_run``: its runs, notes on its data, their
+count) and how long the sweep will take on this machine: a few real
 training steps and one evaluation chunk of each distinct model shape are
 timed on random inputs (no data is read), then multiplied out by each run's
 steps and evaluations, plus a fixed cost per run (process work, files, and
@@ -6,9 +7,12 @@ its figure unless figures are off), and shared among the workers."""
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from .grid import Point
+from .grid import Point, Sweep, dry_run_rows
 
 # Seconds of a run outside its steps and evaluations, on 2 workers, from
 # benchmarks/sweep_overhead.py (weight_scale: 0.03-0.05 s with --no-plot,
@@ -24,8 +28,8 @@ def _costs(cfg) -> tuple[float, float]:
     import numpy as np
 
     from ..engine import make_optimizer
+    from ..engine.model import build_model
     from ..provenance import one_blas_thread
-    from ..train import build_model
 
     dim = cfg.data.dim if cfg.data.dataset == "synthetic" else 784
     classes = cfg.data.classes if cfg.data.dataset == "synthetic" else 10
@@ -56,8 +60,8 @@ def _costs(cfg) -> tuple[float, float]:
 def seconds(points: list[Point], workers: int, plot: bool = True) -> float:
     """Estimated wall time of running ``points`` on ``workers`` processes
     (``plot``: drawing each run's figure)."""
+    from ..config import steps_per_epoch
     from ..datasets import DataError, split_sizes
-    from ..train import steps_per_epoch
 
     cache: dict[tuple, tuple[float, float]] = {}
     total = 0.0
@@ -88,3 +92,42 @@ def human(seconds_: float) -> str:
     if s < 3600:
         return f"about {s // 60} min {s % 60:02d} s"
     return f"about {s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What ``bnexp sweep --dry-run`` shows of a sweep, without running it."""
+
+    header: list[str]  # the table of runs: run_id, each swept key, seed
+    rows: list[list[str]]
+    notes: list[str]  # data a real sweep would download first
+    count: str  # ``6 runs (3 grid points x 2 seeds) -> runs/name``
+    points: list[Point]
+    workers: int
+    plot: bool
+
+    def estimate(self) -> str:
+        """The estimated time, as a line; times a few steps of each model now
+        (a moment per distinct model)."""
+        return (f"estimated time: {human(seconds(self.points, self.workers, self.plot))} with "
+                f"{_count(self.workers, 'worker')} (from a few timed steps of each model here)")
+
+
+def dry_run(sweep: Sweep, out: str | Path, jobs: int | None, executor: str,
+            plot: bool) -> DryRun:
+    """``sweep`` into ``out`` as a dry run: its data checked, never downloaded
+    (SweepError where it is missing or wrong), its runs listed and counted."""
+    from .execute import check_data
+
+    notes = check_data(sweep.points, fetch=False)
+    header, rows = dry_run_rows(sweep)
+    n, seeds = len(sweep.points), len(sweep.seeds)
+    count = (f"{_count(n, 'run')} ({_count(n // seeds, 'grid point')} x {_count(seeds, 'seed')})"
+             f" -> {Path(out) / sweep.name}")
+    cores = os.cpu_count() or 1
+    workers = (jobs or cores) if executor == "local" else (jobs or 1)
+    return DryRun(header, rows, notes, count, sweep.points, workers, plot)

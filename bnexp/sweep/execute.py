@@ -205,6 +205,16 @@ def _with_workers(client, address: str):
     return client
 
 
+def jobs_note(jobs: int | None, executor: str) -> str | None:
+    """A note where ``-j`` asks for more local processes than this machine has
+    cores (they share the cores), else None."""
+    cores = os.cpu_count() or 1
+    if jobs and jobs > cores and executor == "local":
+        return (f"-j {jobs} runs {jobs} processes on {cores} core{'s' if cores > 1 else ''}; "
+                f"they will share the cores (no faster than -j {cores})")
+    return None
+
+
 def make_executor(kind: str, jobs: int | None, address: str | None):
     """``(executor, close, width)``: a ``concurrent.futures`` executor (a spawn
     process pool, or a Dask cluster's with the optional extra ``bnexp[dask]``),
@@ -260,7 +270,7 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
     check_data(todo)  # found (or downloaded), read and sized, before any write
     pool = close = None
     if todo:
-        from ..train import warm_kernels
+        from ..warmup import warm_kernels
 
         warm_kernels(p.config for p in todo)  # compiled here once, not in every worker
         pool, close, width = make_executor(executor, jobs, address)
@@ -322,6 +332,21 @@ def train_guard(run_dir: Path, cfg):
             yield
         finally:  # a finished, failed or interrupted run alike
             Summary(sweep, parent).write()
+
+
+def train_run(cfg, run_dir: Path, *, force: bool = False, argv: list[str] | None = None,
+              plot: bool = True, on_eval: Callable | None = None, threads: int = 1) -> dict:
+    """``bnexp train``: ``runner.execute`` into ``run_dir`` under ``train_guard``
+    (a sweep's run folder is trained into only as that sweep allows), with
+    SIGTERM raised as KeyboardInterrupt, as Ctrl-C is. Returns run.json. Call
+    ``runner.preload`` first (an interrupt inside an import is an ImportError)."""
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with train_guard(run_dir, cfg):
+            return runner.execute(cfg, run_dir, force=force, argv=argv, plot=plot,
+                                  on_eval=on_eval, threads=threads)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
 
 
 def _raise_interrupt(signum, frame):

@@ -178,6 +178,34 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     section = raw.pop("sweep", None) or {}
     report = raw.pop("report", None)
     errors: list[str] = []
+    grid = _grid_section(section, grid_options, errors)
+    raw = cfgmod.apply_settings(raw, list(overrides), errors)
+    grid_axes, zip_axes = _grid_and_zip_axes(grid, section.get("zip") or {}, errors)
+    axes = grid_axes + zip_axes
+    # Product dimensions: each grid key alone, the zipped keys together.
+    dims = [[(k, v)] for k, v in grid_axes] + ([zip_axes] if zip_axes else [])
+    seeds = _seeds(section, raw, seeds, errors)
+    _check_size(dims, seeds, errors)  # before the report section, whose checks walk the grid
+    if report is not None and not errors:
+        from ..claims import validate
+
+        errors += validate(report, axes, zipped=tuple(k for k, _ in zip_axes))
+    if errors:
+        raise SweepError("\n".join(errors))
+
+    arch_swept = any(k == "model.arch" for k, _ in axes)
+    fit = cfgmod.cnn_keys_dropped if arch_swept else dict  # see cnn_keys_dropped
+    try:
+        name = cfgmod.from_dict(fit(raw)).name
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
+    points = _points(raw, axes, dims, seeds, fit)
+    return Sweep(name, raw, axes, list(seeds), points, tuple(k for k, _ in zip_axes), report)
+
+
+def _grid_section(section: Any, grid_options: list[str], errors: list[str]) -> dict:
+    """The sweep section's grid with the ``--grid`` options applied over it;
+    unknown keys of the section and malformed options go to ``errors``."""
     if not isinstance(section, Mapping):
         raise SweepError(f"sweep: got {show(section)}, expected a mapping with grid and seeds")
     for key in section:
@@ -195,9 +223,13 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
             errors.append(str(exc))
             continue
         grid[key] = values
-    raw = cfgmod.apply_settings(raw, list(overrides), errors)
+    return grid
 
-    zipped = section.get("zip") or {}
+
+def _grid_and_zip_axes(grid: Mapping, zipped: Any, errors: list[str]
+                       ) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    """The validated axes of the grid and of the zip section; zipped keys must
+    be outside the grid, their lists equally long, each combination given once."""
     if not isinstance(zipped, Mapping):
         raise SweepError(f"sweep.zip: got {show(zipped)}, expected a mapping of dotted keys to "
                          "equally long value lists")
@@ -217,38 +249,37 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
         if repeats:
             errors.append(f"sweep.zip: the values at one position, {repeats}; give each "
                           "combination once")
-    axes = grid_axes + zip_axes
-    # Product dimensions: each grid key alone, the zipped keys together.
-    dims = [[(k, v)] for k, v in grid_axes] + ([zip_axes] if zip_axes else [])
+    return grid_axes, zip_axes
 
+
+def _seeds(section: Mapping, raw: Mapping, seeds: list[int] | None, errors: list[str]) -> list:
+    """The seeds to run: ``--seeds``, else the section's, else the config's
+    one seed; ``[]`` where they are not distinct integers >= 0."""
     if seeds is None:
         seeds = section.get("seeds", [raw.get("seed", 0)])
     if (not isinstance(seeds, list) or not seeds or
             any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
         errors.append(f"sweep.seeds: got {show(seeds)}, expected a list of integers >= 0")
-        seeds = []
-    elif len(set(seeds)) != len(seeds):
+        return []
+    if len(set(seeds)) != len(seeds):
         errors.append(f"sweep.seeds: got {show(seeds)}, expected no repeats")
+    return seeds
+
+
+def _check_size(dims: list[list[tuple[str, list]]], seeds: list, errors: list[str]) -> None:
+    """At most MAX_POINTS runs: the grid's values multiplied out, times the seeds."""
     total = math.prod(len(dim[0][1]) for dim in dims) * max(len(seeds), 1)
-    if total > MAX_POINTS:  # before the report section, whose checks walk the grid
+    if total > MAX_POINTS:
         errors.append(f"sweep: {total:,} runs ({' x '.join(str(len(d[0][1])) for d in dims)} "
                       f"grid values x {len(seeds)} seeds); at most {MAX_POINTS:,} in one sweep")
-    if report is not None and not errors:
-        from ..claims import validate
 
-        errors += validate(report, axes, zipped=tuple(k for k, _ in zip_axes))
-    if errors:
-        raise SweepError("\n".join(errors))
 
-    arch_swept = any(k == "model.arch" for k, _ in axes)
-    fit = cfgmod.cnn_keys_dropped if arch_swept else dict  # see cnn_keys_dropped
-    try:
-        base_cfg = cfgmod.from_dict(fit(raw))
-    except ConfigError as exc:
-        raise SweepError(str(exc)) from None
-    name = base_cfg.name
+def _points(raw: dict, axes: list[tuple[str, list]], dims: list[list[tuple[str, list]]],
+            seeds: list[int], fit) -> list[Point]:
+    """Every combination of the grid's values, for every seed, as a validated
+    config under its run id; SweepError listing the first 20 problems."""
     labels = _labels([k for k, _ in axes])
-    points, seen = [], {}
+    points, seen, errors = [], {}, []
     for combo in itertools.product(*[range(len(dim[0][1])) for dim in dims]):
         values = {k: vals[i] for dim, i in zip(dims, combo) for k, vals in dim}
         values = {k: values[k] for k, _ in axes}  # in axis order
@@ -269,7 +300,7 @@ def build(raw: Mapping, grid_options: list[str] = (), seeds: list[int] | None = 
     if errors:
         shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
         raise SweepError("\n".join(shown))
-    return Sweep(name, raw, axes, list(seeds), points, tuple(k for k, _ in zip_axes), report)
+    return points
 
 
 def _axes(section: Mapping, where: str, errors: list[str]) -> list[tuple[str, list]]:

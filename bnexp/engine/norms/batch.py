@@ -14,21 +14,30 @@ and keeps it for ``backward``:
                  with the ReLU that follows
 
 ``_Rows`` and ``_Channels`` are the reference's arithmetic rearranged for
-speed (the tests hold them to it); the running statistics move by the rule
-in ``running`` on every path.
+speed (tests/test_ghost_bn.py holds them to it: one ghost group is plain BN),
+and ``_Compiled`` is held to them (tests/test_kernels.py); the running
+statistics move by the rule in ``running`` on every path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...choices import CONVENTIONS, RENORM_RUNNING
+from .. import fields
 from ..layers import Layer
 from . import running as rule
-from .common import affine_params, check_channels, check_momentum, check_sizes
+from .common import (
+    Described,
+    affine_params,
+    check_channels,
+    check_momentum,
+    check_sizes,
+)
 
 __all__ = ["BatchNorm", "Renorm"]
 
@@ -55,6 +64,36 @@ class Renorm:
         if self.running not in RENORM_RUNNING:
             raise ValueError(f"Renorm: running={self.running!r} must be one of "
                              f"{', '.join(RENORM_RUNNING)}")
+
+    @classmethod
+    def from_config(cls, norm) -> Renorm | None:
+        """The settings a config's norm section gives (None without ``renorm``)."""
+        if not norm.renorm:
+            return None
+        return cls(norm.rmax, norm.dmax, norm.renorm_warmup, norm.renorm_bn_steps,
+                   norm.renorm_running)
+
+    @classmethod
+    def from_file(cls, value: dict | list | None) -> Renorm | None:
+        """A model file's settings. Files from before the plain-BN phase and the
+        running sigma hold [rmax, dmax, warm-up]: their layers averaged the
+        variance and ramped from step 0."""
+        if not value:
+            return None
+        if isinstance(value, list):
+            rmax, dmax, warmup = value
+            return cls(rmax, dmax, warmup, bn_steps=0, running="variance")
+        return cls(**value)
+
+    @classmethod
+    def check_file_value(cls, value) -> str | None:
+        """``fields``-style check of a model file's value."""
+        try:
+            cls.from_file(value)
+        except (TypeError, ValueError):
+            return ("null or batch renorm's settings {rmax >= 1, dmax >= 0, warmup >= 0, "
+                    f"bn_steps >= 0, running: {' or '.join(RENORM_RUNNING)}}}")
+        return None
 
     def bounds(self, step: int) -> tuple[float, float]:
         """(rmax, dmax) at training step ``step``, counted from 0."""
@@ -335,7 +374,7 @@ class _Compiled:
 
 # --- the layer ----------------------------------------------------------------------
 
-class BatchNorm(rule.RunningStats, Layer):
+class BatchNorm(Described, rule.RunningStats, Layer):
     """Batch normalization per channel, over the batch and every spatial axis,
     with PyTorch's BatchNorm1d/BatchNorm2d semantics.
 
@@ -364,6 +403,15 @@ class BatchNorm(rule.RunningStats, Layer):
     sqrt(running_var + eps), divide by sigma itself (``running_std``).
     Without ghost batches only (with them, the ghost groups decide).
     """
+
+    # Its settings by name (see ``Described``): a new one is declared here, taken
+    # by __init__ and kept as an attribute of its name, and a config's norm
+    # section gets a field of that name; builders and model files follow.
+    OPTIONS = {"momentum": (fields.momentum, False), "eps": (fields.nonnegative, False),
+               "affine": (fields.flag, False), "track_running_stats": (fields.flag, False),
+               "convention": (fields.convention, False),
+               "ghost_batch": (fields.optional_size, True),
+               "renorm": (Renorm.check_file_value, True)}
 
     def __init__(
         self,
@@ -400,6 +448,20 @@ class BatchNorm(rule.RunningStats, Layer):
     @staticmethod
     def reduce_axes(ndim: int) -> tuple[int, ...]:
         return (0, *range(2, ndim))
+
+    @staticmethod
+    def encode(key: str, value):
+        return dataclasses.asdict(value) if key == "renorm" and value else value
+
+    @staticmethod
+    def decode(key: str, value):
+        return Renorm.from_file(value) if key == "renorm" else value
+
+    @classmethod
+    def check_description(cls, d: dict) -> str | None:
+        if Renorm.from_file(d.get("renorm")) and not d["track_running_stats"]:
+            return "renorm needs track_running_stats true"
+        return None
 
     @property
     def plain(self) -> bool:

@@ -36,3 +36,44 @@ def check_channels(layer: Layer, x: np.ndarray, min_ndim: int = 2) -> None:
         what = "(N, C, ...)" if min_ndim == 2 else "(N, C, L) or (N, C, H, W)"
         raise ValueError(f"{type(layer).__name__}({layer.D}) got input of shape "
                          f"{tuple(x.shape)}; expected {what} with C = {layer.D}")
+
+
+class Described:
+    """A normalization layer's settings by name, declared once in ``OPTIONS``
+    (name -> (the check of a model file's value, from ``engine.fields``, and
+    whether older files may lack it)): what a builder passes from a config's
+    norm section (``from_settings``), what a model file stores
+    (``describe``) and reads back (``from_description``). Each setting is
+    the constructor's keyword argument and the layer's attribute of that name."""
+
+    OPTIONS: dict[str, tuple] = {}
+
+    def describe(self) -> dict:
+        """{"channels": C, setting: value, ...}, JSON-able."""
+        return {"channels": self.D, **{k: self.encode(k, getattr(self, k)) for k in self.OPTIONS}}
+
+    @staticmethod
+    def encode(key: str, value):
+        return value
+
+    @staticmethod
+    def decode(key: str, value):
+        return value
+
+    @classmethod
+    def from_description(cls, d: dict, dtype) -> Layer:
+        """The layer a checked description describes (a setting it lacks: the default)."""
+        return cls(d["channels"], **{k: cls.decode(k, d[k]) for k in cls.OPTIONS if k in d},
+                   dtype=dtype)
+
+    @classmethod
+    def check_description(cls, d: dict) -> str | None:
+        """What is wrong with a description whose fields each passed their own
+        check, taken together (None: nothing)."""
+        return None
+
+    @classmethod
+    def from_settings(cls, channels: int, options: dict, dtype) -> Layer:
+        """The layer with the settings it takes from ``options`` (a builder's)."""
+        return cls(channels, **{k: options[k] for k in cls.OPTIONS if k in options},
+                   dtype=dtype)

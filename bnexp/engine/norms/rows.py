@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import fields
 from ..layers import Layer
 from . import running as rule
-from .common import affine_params, check_channels, check_momentum, check_sizes
+from .common import (
+    Described,
+    affine_params,
+    check_channels,
+    check_momentum,
+    check_sizes,
+)
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm"]
 
 
-class _RowNorm(Layer):
+class _RowNorm(Described, Layer):
     """Shared machinery of LayerNorm, GroupNorm and InstanceNorm: per-sample
     statistics over ``G`` groups of ``D // G`` consecutive channels (and every
     spatial position), the same in train and eval mode, then a per-channel
@@ -120,6 +127,8 @@ class LayerNorm(_RowNorm):
     channels (and spatial positions), the same in train and eval mode;
     per-channel gamma and beta. x: (N, C, ...) -> y of the same shape."""
 
+    OPTIONS = {"eps": (fields.nonnegative, False), "affine": (fields.flag, False)}
+
     def __init__(
         self, D: int, eps: float = 1e-5, affine: bool = True, *, dtype=np.float32
     ) -> None:
@@ -133,6 +142,19 @@ class GroupNorm(_RowNorm):
     """Group normalization: per-sample statistics over ``groups`` groups of
     ``D // groups`` consecutive channels and every spatial position (PyTorch's
     GroupNorm); gamma and beta are per channel. x: (N, C, ...) -> same shape."""
+
+    OPTIONS = {"groups": (fields.size, False), "eps": (fields.nonnegative, False),
+               "affine": (fields.flag, False)}
+
+    @property
+    def groups(self) -> int:
+        return self.G
+
+    @classmethod
+    def check_description(cls, d: dict) -> str | None:
+        if d["channels"] % d["groups"]:
+            return f"channels={d['channels']} must be divisible by groups={d['groups']}"
+        return None
 
     def __init__(
         self, D: int, groups: int, eps: float = 1e-5, affine: bool = True, *, dtype=np.float32
@@ -154,6 +176,9 @@ class InstanceNorm(rule.RunningStats, _RowNorm):
     ``num_batches_tracked`` stays 0 and ``momentum=None`` leaves the running
     statistics where they started (PyTorch passes a momentum of 0 then, not
     BatchNorm's cumulative average)."""
+
+    OPTIONS = {"eps": (fields.nonnegative, False), "momentum": (fields.momentum, False),
+               "affine": (fields.flag, False), "track_running_stats": (fields.flag, False)}
 
     def __init__(
         self,
