@@ -259,6 +259,9 @@ class NormConfig:
                                "batch renorm's running statistics: sigma: mean and sqrt(var + eps) "
                                "(Ioffe 2017, Algorithm 1) | variance: mean and variance, as plain "
                                "BN's (norm.convention)")
+    gamma_init: float = spec(1.0, number(lo=0.0, hi=1e6),
+                             "batch norm: gamma's starting value (0: Goyal et al. 2017's "
+                             "zero-init, every output starts at beta)")
     noise: float = spec(0.0, number(lo=0.0, hi=10.0),
                         "> 0: Santurkar et al.'s noisy BN, random drifting scale and shift "
                         "after every norm layer in training")
@@ -484,6 +487,9 @@ def _norm_checks(cfg: Config, errors: list[str]) -> None:
     if cfg.norm.noise and m.norm in ("none", "weight"):
         errors.append(f"norm.noise: got {cfg.norm.noise:g}, expected 0 with model.norm "
                       f"{m.norm!r} (the noise follows a norm layer)")
+    if cfg.norm.gamma_init != 1.0 and not (m.norm == "batch" and cfg.norm.affine is not False):
+        errors.append(f"norm.gamma_init: got {cfg.norm.gamma_init:g}, expected 1 unless "
+                      "model.norm is batch with norm.affine true (it is batch norm's gamma)")
     g = cfg.norm.ghost_batch
     if g is not None and m.norm != "batch":
         errors.append(f"norm.ghost_batch: got {g}, expected null with model.norm {m.norm!r} "

@@ -402,6 +402,10 @@ class BatchNorm(Described, rule.RunningStats, Layer):
     eval mode, BN folding and model files, which all divide by
     sqrt(running_var + eps), divide by sigma itself (``running_std``).
     Without ghost batches only (with them, the ghost groups decide).
+
+    ``gamma_init``: gamma's starting value, 1 as in PyTorch; 0 starts every
+    output at beta (Goyal et al. 2017's zero-init of a residual branch's last
+    BN, so that each block starts as the identity).
     """
 
     # Its settings by name (see ``Described``): a new one is declared here, taken
@@ -411,7 +415,8 @@ class BatchNorm(Described, rule.RunningStats, Layer):
                "affine": (fields.flag, False), "track_running_stats": (fields.flag, False),
                "convention": (fields.convention, False),
                "ghost_batch": (fields.optional_size, True),
-               "renorm": (Renorm.check_file_value, True)}
+               "renorm": (Renorm.check_file_value, True),
+               "gamma_init": (fields.nonnegative, True)}
 
     def __init__(
         self,
@@ -424,6 +429,7 @@ class BatchNorm(Described, rule.RunningStats, Layer):
         convention: str = "pytorch",
         ghost_batch: int | None = None,
         renorm: Renorm | None = None,
+        gamma_init: float = 1.0,
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
@@ -440,7 +446,12 @@ class BatchNorm(Described, rule.RunningStats, Layer):
         self.convention, self.ghost_batch, self.renorm = convention, ghost_batch, renorm
         self.D, self.momentum, self.eps = D, momentum, eps
         self.affine, self.track_running_stats = affine, track_running_stats
+        if not gamma_init >= 0:
+            raise ValueError(f"BatchNorm: gamma_init={gamma_init} must be >= 0")
+        self.gamma_init = gamma_init
         affine_params(self, D, affine, dtype)
+        if affine:
+            self.params["gamma"].fill(gamma_init)
         if track_running_stats:
             self.init_running(D, dtype, 1.0 if convention == "pytorch" else 0.0)
         self._w = None  # the last forward's path: its work arrays and cache
