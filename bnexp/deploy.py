@@ -19,7 +19,8 @@ from . import store
 from .choices import DATASETS
 from .config import Config, ConfigError, from_dict
 from .datasets import Dataset, load_dataset
-from .engine.spec import FoldError, check_description, fold_batchnorm
+from .engine.fold import FoldError, fold_batchnorm
+from .engine.spec import check_description
 from .modelfile import FOLDED_FILE, MODEL_FILE, ModelFileError, load_model, save_model
 from .provenance import one_blas_thread
 from .yamlio import read_yaml

@@ -13,9 +13,10 @@ from gradcheck import check_layer
 from bnexp.choices import RENORM_RUNNING
 from bnexp.config import ConfigError, from_dict
 from bnexp.engine import BatchNorm
+from bnexp.engine.fold import fold_batchnorm
 from bnexp.engine.model import NormSettings, build, build_model, mlp_layers
 from bnexp.engine.norms import Renorm
-from bnexp.engine.spec import describe, fold_batchnorm, rebuild
+from bnexp.engine.spec import describe, rebuild
 
 
 def schedule(steps, rmax, dmax, bn_steps, warmup):

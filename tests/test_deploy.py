@@ -14,8 +14,9 @@ import yaml
 from clitools import invoke, read
 
 from bnexp import config
+from bnexp.engine.fold import FoldError, fold_batchnorm
 from bnexp.engine.model import NormSettings, build, cnn_layers, mlp_layers
-from bnexp.engine.spec import FoldError, describe, fold_batchnorm, rebuild
+from bnexp.engine.spec import describe, rebuild
 from bnexp.modelfile import checkpoint_bytes, load_checkpoint, load_model
 from bnexp.store import atomic_write
 from bnexp.train import train

@@ -16,6 +16,7 @@ from bnexp.engine.spec import describe, rebuild
 from bnexp.modelfile import load_model
 from bnexp.train import train
 
+
 def small(kernels="numpy", **norm):
     return config.from_dict({
         "data": {"n_train": 100, "n_test": 40}, "model": {"hidden": [12, 12]},
