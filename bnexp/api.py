@@ -37,8 +37,8 @@ def _frame(rows: list[dict]):
     try:
         import pandas as pd
     except ImportError:
-        raise ImportError("frame() needs pandas (pip install pandas); the rows themselves "
-                          "are plain lists of dicts") from None
+        raise ImportError('frame() needs pandas, which the frames extra installs: pip install '
+                          '"bnexp[frames]" (the rows themselves are plain lists of dicts)') from None
     return pd.DataFrame(rows)
 
 

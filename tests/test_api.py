@@ -89,15 +89,22 @@ def test_figure_draws_into_the_given_axes(sweep_dir):
     plt.close(fig)
 
 
-def test_frame_needs_pandas_and_says_so(sweep_dir):
+def test_frame_without_pandas_names_the_extra(sweep_dir, monkeypatch):
     sw = bnexp.load_sweep(sweep_dir)
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install pandas"):
-            sw.frame()
-    else:
-        assert sw.frame("summary").shape[0] == 4
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "bnexp\[frames\]"'):
+        sw.frame()
+
+
+def test_frame_is_the_table_as_a_dataframe(sweep_dir):
+    pd = pytest.importorskip("pandas")  # the frames extra; CI installs it
+    sw = bnexp.load_sweep(sweep_dir)
+    summary = sw.frame("summary")
+    assert isinstance(summary, pd.DataFrame) and summary.shape[0] == len(sw.summary) == 4
+    assert list(summary.columns) == list(sw.summary[0])
+    run = sw.run(sw.summary[0]["run_id"])
+    metrics = run.frame()
+    assert metrics["test_acc"].tolist() == [row["test_acc"] for row in run.metrics]
 
 
 def test_import_bnexp_loads_no_numpy():
