@@ -122,10 +122,18 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
         return math.nan, math.nan
     if all(v == values[0] for v in values):  # exactly, not 0.1 * 3 / 3
         return float(values[0]), 0.0
-    mean = math.fsum(values) / n
+    try:
+        mean = math.fsum(values) / n
+    except OverflowError:  # a sum past the float range: divide first
+        mean = math.fsum(v / n for v in values)
     if n == 1:
         return mean, 0.0
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    try:
+        return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    except OverflowError:  # squares past the float range (a loss near 1e300): scale first
+        scale = max(abs(v - mean) for v in values)
+        return mean, scale * math.sqrt(math.fsum(((v - mean) / scale) ** 2 for v in values)
+                                       / (n - 1))
 
 
 Bounds = tuple[float, float]

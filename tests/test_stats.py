@@ -154,3 +154,31 @@ def test_difference_of_proportions_from_scipys_wilson_intervals():
         hi = p1 - p2 + math.sqrt((w1.high - p1) ** 2 + (p2 - w2.low) ** 2)
         iv = stats.proportion_difference([1] * k1 + [0] * (n1 - k1), [1] * k2 + [0] * (n2 - k2))
         assert (iv.lo, iv.hi) == pytest.approx((max(lo, -1), min(hi, 1)), abs=1e-10)
+
+
+@pytest.mark.parametrize("values", [[9.58e304, 4.47e287], [1.7e308, 1.6e308, -1.0e308],
+                                    [1e300, 3e300, 2e300, 5e299]])
+def test_mean_and_sd_of_values_near_the_float_limit_are_finite_and_right(values):
+    """A run that did not diverge can still end with a loss near 1e300 (float64):
+    its squares, or the plain sum, pass the float range (an OverflowError that
+    crashed `bnexp sweep weight_scale` at 2 epochs)."""
+    from fractions import Fraction
+
+    mean, sd = stats.mean_sd(values)
+    exact = [Fraction(v) for v in values]
+    m = sum(exact) / len(exact)
+    var = sum((v - m) ** 2 for v in exact) / (len(exact) - 1)
+    assert mean == pytest.approx(float(m), rel=1e-12)
+    assert sd == pytest.approx(math.sqrt(float(var / Fraction(10) ** 600)) * 1e300, rel=1e-12)
+    iv = stats.mean_interval(values)
+    assert iv.lo <= mean <= iv.hi
+
+
+def test_a_sweep_summary_with_a_loss_near_the_float_limit_is_written():
+    from bnexp.sweep.summary import aggregate_rows
+
+    rows = [{"k": "a", "status": "completed", "final_train_loss": v, "final_test_loss": v,
+             "final_train_acc": 0.1, "final_test_acc": 0.1, "best_test_acc": 0.1,
+             "epochs": 2, "seconds": 1.0} for v in (9.58e304, 4.47e287)]
+    (agg,) = aggregate_rows(["k"], rows)
+    assert math.isfinite(agg["final_train_loss_std"]) and agg["final_train_loss_std"] > 6e304
