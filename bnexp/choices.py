@@ -19,7 +19,7 @@ CONVENTIONS = ("pytorch", "book")
 RENORM_RUNNING = ("sigma", "variance")  # what batch renorm's running statistics average
 KERNELS = ("numpy", "numba")  # numpy: the reference engine; numba: the [fast] extra
 
-PLOT_KINDS = ("curves", "grid", "final", "heatmap", "activations", "landscape")
+PLOT_KINDS = ("curves", "grid", "final", "bars", "heatmap", "activations", "landscape")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 # The metrics of one evaluation (metrics.csv's columns, what figures plot) and of
 # one run (summary.csv's columns, what reports tabulate and checks test).

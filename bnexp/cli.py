@@ -153,11 +153,11 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
     from .sweep import train_run
 
     run_dir = Path(out) / cfg.name
-    bar, on_eval = _train_progress(cfg, quiet)
+    bar, on_eval, on_step = _train_progress(cfg, quiet)
     runner.preload(plot=not no_plot)  # before SIGTERM may interrupt an import
     try:
         info = train_run(cfg, run_dir, force=force, argv=_argv(), plot=not no_plot,
-                         on_eval=on_eval, threads=threads)
+                         on_eval=on_eval, threads=threads, on_step=on_step)
     except runner.RunFailed as exc:
         raise click.ClickException(f"run failed: {exc}") from None
     except KeyboardInterrupt:
@@ -178,25 +178,45 @@ def train(config: str, overrides: tuple[str, ...], out: str, force: bool, quiet:
                    f"train acc {f['train_acc']:.4f}, test acc {f['test_acc']:.4f} -> {run_dir}")
 
 
+BAR_SECONDS = 0.2  # the train bar moves at most this often
+
+
 def _train_progress(cfg, quiet: bool):
-    """``(bar, on_eval)`` for ``bnexp train``: a progress bar on a terminal, a
-    line per evaluation elsewhere, nothing with --quiet (bar None off a terminal)."""
-    bar = None
+    """``(bar, on_eval, on_step)`` for ``bnexp train``: on a terminal a progress
+    bar over the training steps, moved at most every BAR_SECONDS; elsewhere a
+    line per evaluation; nothing with --quiet (bar and on_step None off a terminal)."""
+    bar = on_step = None
     if not quiet and _on_terminal():
+        import time
+
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.train.epochs, desc=cfg.name, unit="epoch", leave=False,
-                   file=sys.stderr)
+        # mininterval 0: on_step already throttles, and a second clock could skip its redraw
+        bar = tqdm(total=None, desc=cfg.name, unit="step", leave=False, file=sys.stderr,
+                   mininterval=0)
+        shown = [-BAR_SECONDS]  # time.monotonic() of the last redraw
+
+        def on_step(step: int, total: int) -> None:
+            now = time.monotonic()
+            if now - shown[0] < BAR_SECONDS:
+                return  # most steps: one clock read
+            shown[0] = now
+            if bar.total is None:  # the first step: the run's size, and where a resume starts
+                bar.reset(total=total)
+                bar.initial = bar.n = step - 1
+            bar.update(step - bar.n)
 
     def on_eval(row, result):
         if bar is not None:
-            bar.n = row["epoch"]
-            bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+            if bar.total is not None and row["step"] > bar.n:
+                bar.update(row["step"] - bar.n)
+            bar.set_postfix(epoch=f"{row['epoch']}/{cfg.train.epochs}",
+                            train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}")
         elif not quiet:  # not a terminal: a line per evaluation
             click.echo(f"{cfg.name}: epoch {row['epoch']}/{cfg.train.epochs}: train acc "
                        f"{row['train_acc']:.4f}, test acc {row['test_acc']:.4f} "
                        f"({row['elapsed']:.1f} s)", err=True)
-    return bar, on_eval
+    return bar, on_eval, on_step
 
 
 def _on_terminal() -> bool:
@@ -236,8 +256,13 @@ def _parse_seeds(text: str | None) -> list[int] | None:
 @click.option("--retry-failed", is_flag=True, help="Rerun points whose run failed.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed run.")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
-              show_default=True, help="Where runs execute: a local process pool or a Dask cluster.")
-@click.option("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (with --executor dask).")
+              show_default=True,
+              help="Where runs execute: a local process pool, or a Dask cluster (the scheduler "
+                   "at --address, else a local cluster of -j worker processes, one thread "
+                   "each, closed when the sweep ends).")
+@click.option("--address", metavar="tcp://HOST:PORT",
+              help="With --executor dask: the scheduler of a running cluster (default: start "
+                   "a local one).")
 @click.option("--no-plot", is_flag=True, help="Skip per-run curves and the sweep figure.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_failed, fail_fast,
@@ -261,13 +286,14 @@ def sweep(config, grid, seeds, overrides, out, jobs, dry_run, force, retry_faile
     if address and executor != "dask":
         raise UserError(f"--address {address}: only used with --executor dask (add it, or drop "
                         "--address to run on this machine)")
-    note = sweep_mod.jobs_note(jobs, executor)
+    note = sweep_mod.jobs_note(jobs, executor, address)
     if note:
         click.echo(f"note: {note}", err=True)
     path = _config_path(config)
     sw = sweep_mod.load(path, grid, _parse_seeds(seeds), overrides)
     if dry_run:
-        _print_dry_run(sweep_mod.dry_run(sw, out, jobs, executor, plot=not no_plot))
+        _print_dry_run(sweep_mod.dry_run(sw, out, jobs, executor, plot=not no_plot,
+                                         address=address))
         return
     bar, progress = _sweep_progress(sw, quiet)
     try:
@@ -323,7 +349,9 @@ def _print_dry_run(plan) -> None:
 def _sweep_progress(sw, quiet: bool):
     """``(bar, progress)`` for ``bnexp sweep``: a progress bar on a terminal, a
     line per finished run elsewhere, nothing with --quiet (bar None off a terminal)."""
-    bar = None
+    import time
+
+    bar, start = None, time.monotonic()
     if not quiet and _on_terminal():
         from tqdm import tqdm
 
@@ -338,9 +366,21 @@ def _sweep_progress(sw, quiet: bool):
             final = info.get("final") or {}
             acc = f", test acc {final['test_acc']:.3f}" if "test_acc" in final else ""
             secs = f" in {info['seconds']:.1f} s" if info.get("seconds") is not None else ""
-            click.echo(f"[{done}/{len(sw.points)}] {run_id}: {info.get('status')}{acc}{secs}",
-                       err=True)
+            eta = outcome.eta(len(sw.points))
+            click.echo(f"[{done}/{len(sw.points)}] {run_id}: {info.get('status')}{acc}{secs}; "
+                       f"elapsed {_clock(time.monotonic() - start)}, "
+                       f"eta {'?' if eta is None else _clock(eta)}", err=True)
     return bar, progress
+
+
+def _clock(seconds: float) -> str:
+    """A duration, short: ``42s``, ``1m23s``, ``2h05m``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 @main.command()
@@ -374,6 +414,8 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
       curves       train/test accuracy and loss vs epoch (a run's default)
       grid         small multiples: --panels KEY, --lines KEY, --metric
       final        final/best metric vs a swept key, mean and 95% interval over seeds
+      bars         final/best metric per category: grouped bars, error bars over seeds
+                   (the default for a sweep whose keys are all categories)
       heatmap      final metric over two swept keys, values in the cells
       activations  15/50/85th percentiles of a hidden unit's input (diagnostics)
       landscape    loss along the gradient over training, min to max, per --lines
@@ -390,21 +432,43 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
     the folder's own figure is redrawn only where it would not change, or with
     --force.
     """
-    from .figures import plot_path
+    from .figures import PlotError, plot_path
 
-    written = plot_path(path, kind, out=out, fmt=fmt, force=force, panels=panels,
-                        lines=lines, x=x, y=y,
-                        metric=metric, stat=stat, filters=list(filters), layer=layer,
-                        band=band)
+    try:
+        written = plot_path(path, kind, out=out, fmt=fmt, force=force, panels=panels,
+                            lines=lines, x=x, y=y, metric=metric, stat=stat,
+                            filters=list(filters), layer=layer, band=band)
+    except PlotError as exc:  # the library names its option; here it is a flag
+        raise PlotError(_in_flags(str(exc), exc.option)) from None
     click.echo(str(written))
+
+
+# The figure options by the flags `bnexp plot` gives them.
+PLOT_FLAGS = {"kind": "--kind", "panels": "--panels", "lines": "--lines", "x": "--x",
+              "y": "--y", "metric": "--metric", "stat": "--stat", "band": "--band",
+              "layer": "--layer", "filters": "--filter", "out": "--out", "fmt": "--format",
+              "force": "--force"}
+
+
+def _in_flags(message: str, option: str | None) -> str:
+    """A figure error in the flags' terms: opened with the flag of the option at
+    fault, and the options it suggests (force, out) named as flags."""
+    if option in PLOT_FLAGS and message.startswith(f"{option}: "):
+        message = f"{PLOT_FLAGS[option]}: {message[len(option) + 2:]}"
+    if option == "force":
+        message = message.replace("pass force to", "pass --force to").replace(
+            "or out FILE", "or --out FILE")
+    return message
 
 
 @main.command()
 @click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(),
-              help="Markdown file to write (default: SWEEP_DIR/report.md).")
+              help="Page to write: Markdown, or one self-contained HTML page where it ends "
+                   "in .html (default: SWEEP_DIR/report.md).")
 @click.option("--figures", type=click.Path(file_okay=False),
-              help="Folder for the figures (default: next to the page, figures/).")
+              help="Folder for a Markdown page's figures (default: next to the page, "
+                   "figures/); an HTML page holds them inline.")
 @click.option("--title", help="Page title (with it, each sweep is a section).")
 @click.option("--intro", type=click.Path(),
               help="A Markdown file whose text opens the page.")
@@ -412,15 +476,16 @@ def plot(path, kind, panels, lines, x, y, metric, stat, band, layer, filters, ou
               help="Also print each claim's verdict, and exit 1 if any check's outcome "
                    "differs from its published one (expect:), in either direction.")
 def report(sweep_dirs, out, figures, title, intro, check) -> None:
-    """Write a Markdown summary of one or more sweeps: the claim, the verdict
-    computed from the checks in the sweep's report section (with intervals
-    over seeds), its figures, and the table of every grid point, all drawn
-    from the runs on disk.
+    """Write a summary of one or more sweeps, as Markdown or as one HTML page:
+    the claim, the verdict computed from the checks in the sweep's report
+    section (with intervals over seeds), its figures, and the table of every
+    grid point, all drawn from the runs on disk.
 
     \b
     Example:
       bnexp report runs/weight-scale
       bnexp report runs/weight-scale runs/batch-size --title Experiments --out EXPERIMENTS.md
+      bnexp report runs/weight-scale runs/batch-size --title Experiments --out page.html
       bnexp report runs/placement --check      # exit 1 if any published outcome changes
     """
     from .report import write_report
@@ -448,6 +513,31 @@ def report(sweep_dirs, out, figures, title, intro, check) -> None:
                        err=True)
     if failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "to", required=True, type=click.Choice(["tensorboard", "mlflow"]),
+              help="The tracker: TensorBoard event files, or an MLflow file store.")
+@click.option("--out", required=True, type=click.Path(),
+              help="A new folder to write into (refused if it exists).")
+def export(path, to, out) -> None:
+    """Export a run folder, or every run of a sweep folder, to TensorBoard or
+    MLflow: one tracker run per run folder, every per-epoch metric (step =
+    epoch), the config as hparams or params; MLflow also gets the run folder's
+    files as artifacts, in one experiment per sweep. Needs the tracker's
+    extra: pip install "bnexp[tensorboard]" or "bnexp[mlflow]".
+
+    \b
+    Example:
+      bnexp export runs/weight-scale --to tensorboard --out tb && tensorboard --logdir tb
+      bnexp export runs/weight-scale --to mlflow --out mlruns
+      MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri mlruns
+    """
+    from .export import export as export_runs
+
+    written, n = export_runs(path, to, out)
+    click.echo(f"{written}: {n} run{'s' if n != 1 else ''} exported to {to}")
 
 
 def _read_text(path: str, what: str) -> str:
@@ -628,6 +718,8 @@ def list_experiments() -> None:
       bnexp sweep weight_scale          # run one by its name
       bnexp init weight_scale           # copy it here to edit
     """
+    import shutil
+
     from . import experiments
     from .config import ConfigError
     from .sweep import SweepError, load
@@ -638,8 +730,36 @@ def list_experiments() -> None:
             n = len(load(experiments.path(name)).points)
         except (ConfigError, SweepError):
             n = "?"
-        rows.append((name, str(n), experiments.describe(name)))
-    click.echo(_table(("name", "runs", "description"), rows))
+        rows.append((name, str(n), _first_sentence(experiments.path(name))))
+    width = max(shutil.get_terminal_size().columns, LIST_MIN_COLUMNS)
+    click.echo(_table(("name", "runs", "description"), rows, wrap_to=width))
+
+
+LIST_MIN_COLUMNS = 60
+
+
+# Words whose period does not end a sentence: ``et al. 2018``, ``sec. 4.1``, ``ch. 6``.
+ABBREVIATIONS = {"al", "cf", "ch", "e.g", "eq", "fig", "i.e", "no", "p", "pp", "ref", "sec", "vs"}
+
+
+def _first_sentence(path: Path) -> str:
+    """The first sentence of an experiment's opening comment, whole, however
+    many comment lines it spans: it ends at a period (or ! or ?) before a
+    space and anything but a lower-case letter, not after an abbreviation,
+    or where the comment's first paragraph ends."""
+    import re
+
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line[1:].strip() if line.startswith("#") else ""
+        if not text or line.startswith("#  "):  # the paragraph ends (a blank, an example)
+            break
+        words.append(text)
+    paragraph = " ".join(words)
+    for end in re.finditer(r"""(\S*?)[.!?]["')]*(?=\s+[^a-z\s]|\s*$)""", paragraph):
+        if end.group(1).lstrip("(\"'").lower() not in ABBREVIATIONS:
+            return paragraph[:end.end()]
+    return paragraph
 
 
 @main.command()
@@ -729,12 +849,26 @@ def data_ls(root: str | None) -> None:
     click.echo(f"cache: {cache_dir()}")
 
 
-def _table(header, rows) -> str:
-    """Columns padded to their widest cell, two spaces apart."""
+def _table(header, rows, wrap_to: int | None = None) -> str:
+    """Columns padded to their widest cell, two spaces apart. With ``wrap_to``,
+    the last column is wrapped at word boundaries so that lines fit that many
+    columns, continued under itself (a hanging indent)."""
     lines = [header, *rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    if wrap_to is None:
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                         for line in lines)
+    import textwrap
+
+    indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    out = []
+    for line in lines:
+        lead = "".join(c.ljust(w + 2) for c, w in zip(line[:-1], widths))
+        parts = textwrap.wrap(line[-1], max(wrap_to - indent, 20), break_long_words=False,
+                              break_on_hyphens=False) or [""]
+        out.append((lead + parts[0]).rstrip())
+        out += [" " * indent + part for part in parts[1:]]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -294,5 +294,5 @@ def _write_html(sweep_dirs: list, out: Path, figures_dir, title: str | None,
         raise ReportError(f"figures: {figures_dir}: an HTML page holds its figures inline; "
                           "a figures folder goes with a Markdown page (.md)")
     parts = [gather(d) for d in sweep_dirs]
-    report_html.write_html(parts, out, title, intro)
+    report_html.write_html(parts, out, title, intro, draw)
     return out, [Section(p.name, "", p.result) for p in parts]

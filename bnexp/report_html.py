@@ -17,7 +17,9 @@ from pathlib import Path
 
 from .claims import ClaimResult, fmt_interval
 from .figures import figure_bytes
-from .report import Parts, draw
+
+# The sections are ``report.Parts``; their figures come from ``report.draw``, which
+# the caller passes in (report imports this module, not the other way round).
 
 STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 62rem;
@@ -135,7 +137,7 @@ def inline_svg(svg: bytes, prefix: str) -> str:
     return re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}\1)", text)
 
 
-def anchors(parts: list[Parts]) -> list[str]:
+def anchors(parts: list) -> list[str]:
     """Each section's id: its sweep's folder name, numbered where two share one."""
     seen: dict[str, int] = {}
     out = []
@@ -145,8 +147,9 @@ def anchors(parts: list[Parts]) -> list[str]:
     return out
 
 
-def section_html(p: Parts, index: int, anchor: str) -> str:
-    """One sweep's section: the Markdown page's content, figures inline."""
+def section_html(p, index: int, anchor: str, draw) -> str:
+    """One sweep's section (``report.Parts``): the Markdown page's content, its
+    figures (``draw(p, i)``: a matplotlib Figure) inline."""
     out = [f'<section id="{html.escape(anchor)}">', f"<h2>{_inline(p.title)}</h2>"]
     for label, text in (("Claim", p.claim), ("Source", p.source)):
         if text:
@@ -174,7 +177,7 @@ def section_html(p: Parts, index: int, anchor: str) -> str:
     return "\n".join(out)
 
 
-def page(parts: list[Parts], title: str | None, intro: str | None) -> str:
+def page(parts: list, title: str | None, intro: str | None, draw) -> str:
     """The whole page: title, table of contents, intro, one section per sweep."""
     heading = title or (parts[0].title if len(parts) == 1 else "bnexp report")
     ids = anchors(parts)
@@ -186,15 +189,15 @@ def page(parts: list[Parts], title: str | None, intro: str | None) -> str:
             f'<nav id="contents"><h2>Contents</h2><ol>{toc}</ol></nav>']
     if intro:
         body.append(f'<div class="intro">{blocks(intro)}</div>')
-    body += [section_html(p, i, a) for i, (p, a) in enumerate(zip(parts, ids))]
+    body += [section_html(p, i, a, draw) for i, (p, a) in enumerate(zip(parts, ids))]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{html.escape(heading)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
 
 
-def write_html(parts: list[Parts], out: Path, title: str | None, intro: str | None) -> Path:
+def write_html(parts: list, out: Path, title: str | None, intro: str | None, draw) -> Path:
     from .store import atomic_write
 
-    atomic_write(out, page(parts, title, intro))
+    atomic_write(out, page(parts, title, intro, draw))
     return out

@@ -93,7 +93,8 @@ def preload(plot: bool = True) -> None:
 
 def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
             command: list[str] | None = None, argv: list[str] | None = None,
-            threads: int = 1, run_dir: Path | None = None, resume=None) -> dict:
+            threads: int = 1, run_dir: Path | None = None, resume=None,
+            on_step: Callable | None = None) -> dict:
     """Run ``cfg`` and return everything its folder will hold, as plain data
     (picklable: sweep workers send it back to the parent, which writes it).
 
@@ -103,7 +104,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     inside the run is caught and returned as status ``failed`` with its
     traceback; an interrupt propagates. With ``train.checkpoint_every`` and a
     ``run_dir``, checkpoints are written there as training goes; ``resume``
-    (a checkpoint, see ``resumable``) continues from one.
+    (a checkpoint, see ``resumable``) continues from one. ``on_eval`` and
+    ``on_step`` go to ``train.train`` (progress; they write nothing).
     """
     from . import train as train_mod
     from .provenance import blas, one_blas_thread
@@ -119,7 +121,8 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
         with one_blas_thread():
             info["provenance"]["blas"] = blas()  # as the run sees it: one thread
             result = train_mod.train(cfg, on_eval=on_eval, threads=threads,
-                                     on_checkpoint=on_checkpoint, resume=resume)
+                                     on_checkpoint=on_checkpoint, resume=resume,
+                                     on_step=on_step)
     except store.StoreError:
         raise  # a folder that cannot be written (a full disk): the caller's problem, not the run's
     except Exception as exc:
@@ -129,7 +132,7 @@ def compute(cfg: Config, *, plot: bool = True, on_eval: Callable | None = None,
     _record_result(info, result, time.perf_counter() - t0)
     _add_tables_and_model(payload, cfg, result)
     if plot:
-        payload["curves"] = _curves(result.metrics, info)
+        payload["curves"] = _curves(result.metrics, info, cfg)
     return payload
 
 
@@ -173,14 +176,15 @@ def _add_tables_and_model(payload: dict, cfg: Config, result) -> None:
         payload["model"] = model_bytes(result.model, run=cfg.name, config=dump(cfg))
 
 
-def _curves(metrics: list[dict], info: dict) -> bytes:
-    """curves.png of a finished run, drawn with stop signals held."""
+def _curves(metrics: list[dict], info: dict, cfg: Config) -> bytes:
+    """curves.png of a finished run (its title states ``cfg``'s key settings),
+    drawn with stop signals held."""
     from .figures import curves_png
 
     # Held: Ctrl-C or SIGTERM while Agg draws surfaces from its C++ as a
     # ValueError ("Invalid affine transformation matrix"), not an interrupt.
     with store.signals_deferred():
-        return curves_png(metrics, info)
+        return curves_png(metrics, info, cfg.to_dict())
 
 
 def write(run_dir: Path, cfg: Config, payload: dict) -> None:
@@ -219,20 +223,23 @@ def reproduce_command(cfg: Config, run_dir: Path) -> list[str]:
 
 def execute(cfg: Config, run_dir: str | Path, *, force: bool = False,
             argv: list[str] | None = None, plot: bool = True,
-            on_eval: Callable | None = None, threads: int = 1) -> dict:
+            on_eval: Callable | None = None, threads: int = 1,
+            on_step: Callable | None = None) -> dict:
     """``bnexp train``: run ``cfg`` into ``run_dir``, saving metrics.csv after
     every evaluation, and return the ``run.json`` contents. Raises RunFailed
-    (after recording it) when the run raised; a diverged run is a result."""
+    (after recording it) when the run raised; a diverged run is a result.
+    ``on_step(step, total)`` after each training step (``train.train``)."""
     from .datasets import check
 
     run_dir = Path(run_dir)
     check(cfg)  # the data and its sizes, before anything is written
     with store.lock(run_dir, "train"):  # a second train into this folder is refused
         return _execute(cfg, run_dir, force=force, argv=argv, plot=plot, on_eval=on_eval,
-                        threads=threads)
+                        threads=threads, on_step=on_step)
 
 
-def _execute(cfg: Config, run_dir: Path, *, force: bool, argv, plot, on_eval, threads) -> dict:
+def _execute(cfg: Config, run_dir: Path, *, force: bool, argv, plot, on_eval, threads,
+             on_step=None) -> dict:
     store.remove_stale_temp(run_dir)  # a killed writer's; this process holds the folder
     resume = None if force else resumable(run_dir, cfg)  # --force starts over
     if resume is None:
@@ -247,7 +254,7 @@ def _execute(cfg: Config, run_dir: Path, *, force: bool, argv, plot, on_eval, th
 
     try:
         payload = compute(cfg, plot=plot, on_eval=save_metrics, command=command, argv=argv,
-                          threads=threads, run_dir=run_dir, resume=resume)
+                          threads=threads, run_dir=run_dir, resume=resume, on_step=on_step)
     except KeyboardInterrupt:
         info = run_info(cfg, command, argv)
         info.update(status="interrupted", ended=now())

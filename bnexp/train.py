@@ -72,8 +72,9 @@ class _Loop:
     epoch, an evaluation, a checkpoint."""
 
     def __init__(self, cfg: Config, data: Dataset | None, on_eval, threads: int,
-                 on_checkpoint) -> None:
+                 on_checkpoint, on_step=None) -> None:
         self.cfg, self.on_eval, self.threads, self.on_checkpoint = cfg, on_eval, threads, on_checkpoint
+        self.on_step = on_step
         self.streams = Streams.from_seed(cfg.seed)
         dtype = np.dtype(cfg.train.dtype)
         self.data = data if data is not None else load_dataset(cfg.data, self.streams.data, dtype)
@@ -195,10 +196,13 @@ class _Loop:
                                             under="ignore"):
             if fresh:
                 self.evaluate(0)
+            on_step, total = self.on_step, self.cfg.train.epochs * self.per_epoch
             for epoch in range(self.first_epoch, self.cfg.train.epochs + 1):
                 for idx in _batches(self.cfg, self.n, self.streams.batches):
                     if not self.train_step(epoch, idx):
                         return self.result
+                    if on_step is not None:
+                        on_step(self.step, total)
                 if not self.end_epoch(epoch):
                     return self.result
         return self.result
@@ -207,7 +211,8 @@ class _Loop:
 def train(cfg: Config, data: Dataset | None = None,
           on_eval: Callable[[dict, TrainResult], None] | None = None,
           threads: int = 1, on_checkpoint: Callable[[Checkpoint], None] | None = None,
-          resume: Checkpoint | None = None) -> TrainResult:
+          resume: Checkpoint | None = None,
+          on_step: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train one model as ``cfg`` says; evaluate at epoch 0 and every
     ``eval.every`` epochs (and after the last), both splits in eval mode.
 
@@ -218,8 +223,11 @@ def train(cfg: Config, data: Dataset | None = None,
     change its result. With ``train.checkpoint_every`` N > 0,
     ``on_checkpoint(checkpoint)`` receives the state after every N-th epoch
     (but the last); ``resume`` continues from such a state.
+    ``on_step(step, total)`` is called after each finished training step with
+    the steps taken so far (those before a resume included) and the run's
+    total; it runs on the loop's time, so it should return at once on most calls.
     """
-    loop = _Loop(cfg, data, on_eval, threads, on_checkpoint)
+    loop = _Loop(cfg, data, on_eval, threads, on_checkpoint, on_step)
     if resume is not None:
         loop.resume(resume)
     return loop.run(fresh=resume is None)

@@ -90,7 +90,7 @@ def test_logspace_values_show_their_exact_spelling_and_are_found_by_it(tmp_path)
     # A rounded value is not a value of the sweep; the error lists them as shown.
     res = invoke("plot", sdir, "--filter", "init.weight_scale=0.316")
     assert res.exit_code == 2
-    assert res.output == ("error: filters: init.weight_scale=0.316: init.weight_scale has no "
+    assert res.output == ("error: --filter: init.weight_scale=0.316: init.weight_scale has no "
                           "value 0.316 (values: 1.0, 0.31622776601683794, 0.1)\n")
     rep = invoke("report", sdir, "--out", tmp_path / "r.md")
     assert rep.exit_code == 0 and "| 0.31622776601683794 |" in (tmp_path / "r.md").read_text()
@@ -133,8 +133,8 @@ def test_a_derived_plot_never_overwrites_the_sweeps_own_figure(tmp_path):
     res = invoke("plot", sdir)  # what the sweep drew: nothing changes, so it is allowed
     assert res.exit_code == 0 and res.output.strip() == str(own)
     before = own.read_bytes()
-    res = invoke("plot", sdir, "--filter", "train.lr=0.1")
-    assert res.exit_code == 0 and res.output.strip() == str(sdir / "grid_lr=0.1.png")
+    res = invoke("plot", sdir, "--filter", "train.lr=0.1")  # one category left: bars
+    assert res.exit_code == 0 and res.output.strip() == str(sdir / "bars_lr=0.1.png")
     res = invoke("plot", sdir, "--metric", "test_loss")
     assert res.output.strip() == str(sdir / "grid_metric=test_loss.png")
     assert own.read_bytes() == before
@@ -144,8 +144,8 @@ def test_a_derived_plot_never_overwrites_the_sweeps_own_figure(tmp_path):
     info_path.write_text("\n".join(rows[:-1]) + "\n")  # a run with one evaluation fewer
     res = invoke("plot", sdir)
     assert res.exit_code == 2
-    assert (f"error: {own} is the folder's own figure and would change; pass force to "
-            "redraw it, or out FILE to draw elsewhere") in res.output.splitlines()
+    assert (f"error: {own} is the folder's own figure and would change; pass --force to "
+            "redraw it, or --out FILE to draw elsewhere") in res.output.splitlines()
     assert own.read_bytes() == before
     res = invoke("plot", sdir, "--force")
     assert res.exit_code == 0 and own.read_bytes() != before
@@ -374,4 +374,4 @@ def test_filter_seed_takes_the_number_in_any_spelling(tmp_path):
     assert res.exit_code == 0, res.output
     res = invoke("plot", sdir, "--filter", "lr=0.1")
     assert res.exit_code == 2
-    assert res.output.startswith("error: filters: lr=0.1: lr: not a swept key")
+    assert res.output.startswith("error: --filter: lr=0.1: lr: not a swept key")

@@ -305,7 +305,7 @@ def test_report_of_an_incomplete_sweep_says_so(tmp_path):
      "report.checks[0]: expected exactly one of above: X, below: X, within: X"),
     ({"notes": "see {nothing}"}, "report.notes: {nothing} names no check id or value"),
     ({"figures": [{"kind": "pie"}]},
-     "report.figures[0].kind: got 'pie', expected one of curves, grid, final, heatmap, "
+     "report.figures[0].kind: got 'pie', expected one of curves, grid, final, bars, heatmap, "
      "activations, landscape"),
     ({"metrics": ["accuracy"]},
      "report.metrics: got accuracy in the list, expected only final_train_acc, "

@@ -534,7 +534,8 @@ def test_shipped_experiments_are_listed_copied_and_run_by_name(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     res = invoke("list")
     assert res.exit_code == 0
-    rows = {ln.split()[0]: ln.split()[1] for ln in res.output.splitlines()[1:]}
+    rows = {ln.split()[0]: ln.split()[1] for ln in res.output.splitlines()[1:]
+            if not ln.startswith(" ")}  # not a description's continuation line
     assert rows["weight_scale"] == "160" and rows["book_bn"] == "1"
     assert "The book's Figure 6-19" in res.output
     res = invoke("init", "weight_scale")

@@ -9,8 +9,8 @@ timestamp or software metadata, so the same inputs give the same bytes.
 - ``runs``: the runs a figure reads (a sweep through its filters) and what
   figures compute from them.
 - one module per kind: ``curves`` (a run's, and a sweep's per grid point),
-  ``grid``, ``final`` (lines, or bars over a category), ``heatmap``,
-  ``activations``, ``landscape``.
+  ``grid``, ``final`` (lines; and ``bars``, over categories: a sweep's default
+  where every swept key is one), ``heatmap``, ``activations``, ``landscape``.
 - ``common``: ``PlotError``, matplotlib with Agg, rendering and saving, the
   output format; ``style``: colours, line styles and captions.
 """

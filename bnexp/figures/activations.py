@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..store import DIAGNOSTIC_COLUMNS, DIAGNOSTICS_FILE, StoreError, read_csv
-from .common import PlotError, pyplot
+from .common import PlotError, pyplot, whole_ticks
 from .style import PALETTE
 
 
@@ -30,6 +30,7 @@ def activations_figure(runs: list[tuple[str, Path]], layer: int | None, fig=None
         ax.set_title(f"{label}\nhidden layer {pick}, unit 0", fontsize=9)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
+        whole_ticks(ax)
     axes[0][0].set_ylabel("input to the activation")
     axes[0][0].legend(fontsize=8)
     if made:

@@ -51,6 +51,24 @@ def target(ax=None, fig=None, figsize=(6.4, 4.2)):
     return new, axes, True
 
 
+def whole_ticks(ax) -> None:
+    """Ticks on ``ax``'s x axis (epochs, steps) at whole numbers only, so that a
+    run of two epochs reads 0, 1, 2 and not 0, 0.5, ... (matplotlib falls back
+    to fractions only where fewer than two whole numbers are in view)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def reach_whole_epoch(ax, epoch: float):
+    """An invisible line at the first whole epoch at or after ``epoch``, so that
+    an axis ending inside an epoch (a run that diverged early) runs on to a
+    whole number, and ``whole_ticks`` has whole numbers to tick."""
+    import math
+
+    return ax.axvline(math.ceil(epoch), visible=False)
+
+
 def render(fig, fmt: str) -> bytes:
     """``fig`` in format ``fmt`` (png, svg, pdf) at 100 dpi, without the
     metadata that changes between runs; ``fig`` stays open."""

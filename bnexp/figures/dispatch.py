@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store import (
+    CONFIG_FILE,
     METRICS_FILE,
     RUN_FILE,
     SWEEP_FILE,
@@ -21,7 +22,7 @@ from ..store import (
 from .activations import activations_figure
 from .common import PlotError, figure_bytes, output_format, save_figure
 from .curves import curves_figure, sweep_curves_figure
-from .final import final_figure
+from .final import bars_figure, final_figure
 from .grid import grid_figure
 from .heatmap import heatmap_figure
 from .landscape import landscape_figure
@@ -41,13 +42,14 @@ class Drawn:
 def figure(path: str | Path, kind: str | None = None, *, ax=None, fig=None, **options):
     """The figure ``kind`` for a run or sweep folder, as a matplotlib Figure.
 
-    ``ax``: draw a one-panel kind (final, heatmap, curves of a sweep) into
+    ``ax``: draw a one-panel kind (final, bars, heatmap, curves of a sweep) into
     these axes; ``fig``: draw any kind into this Figure or SubFigure (grid,
     activations and a run's curves have several panels). Options: those of
     ``FigureOptions`` (panels, lines, x, y, metric, stat (final|best),
     filters (["key=value"]), layer, band (ci|sd)). Defaults: a run -> its
     curves; a sweep -> chosen from its axes (the book's grid when it sweeps
-    ``init.weight_scale`` and ``model.norm``).
+    ``init.weight_scale`` and ``model.norm``; bars when every swept key is a
+    category).
     """
     return _draw(Path(path), FigureOptions(kind=kind, **options), ax, fig).fig
 
@@ -138,11 +140,25 @@ def _run_figure(path: Path, kind: str, layer: int | None, ax=None, fig=None):
         except StoreError as exc:
             raise PlotError(str(exc)) from None
         info = read_json(path / RUN_FILE) or {"name": path.name}
-        return curves_figure(rows, info, fig)
+        return curves_figure(rows, info, fig, config=_run_config(path))
     if kind == "activations":
         return activations_figure([(path.name, path)], layer, fig)
     raise PlotError(f"kind: {kind} needs a sweep folder; {path} is a single run "
                     "(use curves or activations)", "kind")
+
+
+def _run_config(path: Path) -> dict:
+    """A run folder's config.yaml as a mapping ({} where it has none), for the
+    settings its curves title states."""
+    from ..yamlio import YamlError, read_yaml
+
+    if not (path / CONFIG_FILE).is_file():
+        return {}
+    try:
+        config = read_yaml(path / CONFIG_FILE)
+    except YamlError as exc:
+        raise PlotError(str(exc)) from None
+    return config if isinstance(config, dict) else {}
 
 
 # --- a sweep's figure of each kind, its keys chosen where opts leaves them open -----
@@ -169,12 +185,30 @@ def _final(data: SweepData, keys: list[str], opts: FigureOptions, ax, fig):
                         fig)
 
 
+def _bars(data: SweepData, keys: list[str], opts: FigureOptions, ax, fig):
+    """Bars per value of ``x`` (the swept key with the most values), grouped by
+    ``lines`` (the other)."""
+    lines = opts.lines
+    x = opts.x or _pick_bars_x(data, keys, lines)
+    if lines is None:
+        lines = _pick_lines(data, keys, x)
+    if lines == x:
+        raise PlotError(f"lines and x must be different keys (both {x})", "lines")
+    _check_others(data, [x, lines])
+    return bars_figure(data, x, lines, opts.metric or "test_acc", opts.stat, opts.band, ax, fig)
+
+
 def _heatmap(data: SweepData, keys: list[str], opts: FigureOptions, ax, fig):
+    """x: the key the final plot puts on x (the numeric one with the most
+    values), where there is one; y: another."""
     x, y = opts.x, opts.y
     if not (x and y):
         if len(keys) < 2:
             raise PlotError("kind: heatmap needs two swept keys (x=KEY, y=KEY)", "kind")
-        x, y = x or keys[0], y or next(k for k in keys if k != (x or keys[0]))
+        if x is None:
+            numeric = [k for k in keys if k != y and data.numeric(k)]
+            x = _pick_x(data, numeric) if numeric else next(k for k in keys if k != y)
+        y = y or next(k for k in keys if k != x)
     _check_others(data, [x, y])
     return heatmap_figure(data, x, y, opts.metric or "test_acc", opts.stat, ax, fig)
 
@@ -195,8 +229,8 @@ def _curves(data: SweepData, keys: list[str], opts: FigureOptions, ax, fig):
     return sweep_curves_figure(data, opts.metric or "test_acc", opts.band, ax, fig)
 
 
-_SWEEP_FIGURES = {"curves": _curves, "grid": _grid, "final": _final, "heatmap": _heatmap,
-                  "activations": _activations, "landscape": _landscape}
+_SWEEP_FIGURES = {"curves": _curves, "grid": _grid, "final": _final, "bars": _bars,
+                  "heatmap": _heatmap, "activations": _activations, "landscape": _landscape}
 
 
 def _check_others(data: SweepData, used: list[str | None]) -> None:
@@ -212,12 +246,15 @@ def _check_others(data: SweepData, used: list[str | None]) -> None:
 
 
 def _default_kind(data: SweepData, keys: list[str]) -> str:
-    """Runs only: their curves. The book's weight-scale sweep: its grid. A
-    numeric key with several values: the final metric against it. Else a grid."""
+    """Runs only: their curves. The book's weight-scale sweep: its grid. One or
+    two keys, all categories (norm, placement): bars. A numeric key with
+    several values: the final metric against it. Else a grid."""
     if not keys:
         return "curves"
     if "init.weight_scale" in keys and len(keys) == 2:
         return "grid"
+    if len(keys) <= 2 and not any(data.numeric(k) for k in keys):
+        return "bars"
     if len(keys) <= 2 and any(data.numeric(k) and len(data.axis(k)) >= 4 for k in keys):
         return "final"
     return "grid"
@@ -234,6 +271,14 @@ def _pick_lines(data: SweepData, keys: list[str], other: str | None) -> str | No
     """The varying key with the fewest values, other than ``other``."""
     rest = [k for k in keys if k != other]
     return min(rest, key=lambda k: len(data.axis(k))) if rest else None
+
+
+def _pick_bars_x(data: SweepData, keys: list[str], lines: str | None) -> str:
+    """The varying key with the most values, other than ``lines`` (else any swept key)."""
+    rest = [k for k in keys if k != lines] or [k for k, _ in data.axes if k != lines]
+    if not rest:
+        raise PlotError("kind: bars needs a swept key for x (x=KEY)", "kind")
+    return max(rest, key=lambda k: len(data.axis(k)))
 
 
 def _pick_x(data: SweepData, keys: list[str]) -> str:

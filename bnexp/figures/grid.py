@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import textwrap
 
-from .common import PlotError, pyplot
-from .runs import SweepData, series
+from .common import PlotError, pyplot, reach_whole_epoch, whole_ticks
+from .runs import SweepData, band_edges, series
 from .style import BANDS, metric_label, short, value_style
 
 
@@ -46,7 +46,7 @@ def _draw_panel(ax, data: SweepData, panels: str | None, pv: str | None, lines: 
                 line_values: list, metric: str, band: str, handles: dict) -> None:
     """The panel of value ``pv`` of ``panels``: a line (mean and band) per value
     of ``lines`` in ``line_values``, an ``x`` where a run diverged; adds each
-    line value first drawn to ``handles``."""
+    line value first drawn to ``handles``. Bands are cut to the metric's range."""
     for j, lv in enumerate(line_values):
         runs = [r for r in data.runs if (pv is None or r.labels[panels] == pv)
                 and (lv is None or r.labels[lines] == lv)]
@@ -57,14 +57,16 @@ def _draw_panel(ax, data: SweepData, panels: str | None, pv: str | None, lines: 
         color, style = value_style(lv, j)
         (h,) = ax.plot(epochs, mean, color=color, linestyle=style, linewidth=1.5)
         if len(runs) > 1:
-            ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.2,
+            ax.fill_between(epochs, *band_edges(mean, half, metric), color=color, alpha=0.2,
                             linewidth=0)
         for at, value in stops:
             ax.plot([at], [value], marker="x", color=color, markersize=7, linestyle="none")
+            reach_whole_epoch(ax, at)
         handles.setdefault(lv, (h, f"{short(lines)}={lv}" if lines else f"n={len(runs)}"))
     if panels:
         ax.set_title(f"{short(panels)}={pv}", fontsize=9)
     ax.grid(alpha=0.3)
+    whole_ticks(ax)
     if metric.endswith("acc"):
         ax.set_ylim(0, 1.02)
 

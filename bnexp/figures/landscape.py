@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from .. import values as V
-from .common import PlotError, target
+from .common import PlotError, target, whole_ticks
 from .runs import SweepData
 from .style import short, value_style
 
@@ -47,6 +47,7 @@ def landscape_figure(data: SweepData, lines: str | None, ax=None, fig=None):
         raise PlotError(f"{data.path}: no landscape.csv; run with eval.landscape_every > 0")
     ax.set(xlabel="training step", ylabel="loss along the gradient (min to max)")
     ax.grid(alpha=0.3)
+    whole_ticks(ax)
     ax.legend(fontsize=8)
     ax.set_title(f"{data.title}\nloss at step sizes 0.25-4 x lr along the gradient: range, "
                  f"mean over seeds{data.progress_note()}", fontsize=9)

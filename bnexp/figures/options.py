@@ -16,14 +16,14 @@ from .style import BANDS
 class FigureOptions:
     kind: str | None = None  # one of PLOT_KINDS; None: chosen from what the folder holds
     panels: str | None = None  # grid: one panel per value of this swept key
-    lines: str | None = None  # grid, final, landscape: one line per value of this swept key
-    x: str | None = None  # final, heatmap: the swept key along x
+    lines: str | None = None  # grid, final, landscape: a line per value; bars: a bar group
+    x: str | None = None  # final, bars, heatmap: the swept key along x
     y: str | None = None  # heatmap: the swept key along y
     metric: str | None = None  # one of PLOT_METRICS; None: the kind's own (train_acc for grid)
-    stat: str = "final"  # final, heatmap: a run's last evaluation or its best one
+    stat: str = "final"  # final, bars, heatmap: a run's last evaluation or its best one
     filters: Sequence[str] = ()  # only the runs with these values: "key=value" or "seed=N"
     layer: int | None = None  # activations: the hidden layer; None: the last
-    band: str = "ci"  # grid, final, curves: shade the 95% interval of the mean, or +-1 sd
+    band: str = "ci"  # grid, final, bars, curves: the 95% interval of the mean, or +-1 sd
 
     def check(self) -> None:
         """Refuse a value outside its choices, naming the option and its choices."""

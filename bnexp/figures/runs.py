@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import values as V
+from ..metrics import kind as metric_kind
 from ..store import RunRecord, StoreError, SweepFolder, open_sweep
 from .common import PlotError
 from .style import short
@@ -21,6 +22,7 @@ class SweepData:
     zipped: tuple[str, ...] = ()  # keys of the sweep's zip section (one dimension)
     counts: dict[str, int] = field(default_factory=dict)  # statuses of every run of the sweep
     selection: list[str] = field(default_factory=list)  # the filters chosen, as key=value
+    config: dict = field(default_factory=dict)  # the sweep's resolved base config
 
     @property
     def title(self) -> str:
@@ -67,7 +69,8 @@ def load_sweep(path: str | Path, filters: list[str] = ()) -> SweepData:
     except StoreError as exc:
         raise PlotError(str(exc)) from None
     axes = [(k, [V.label(v) for v in vals]) for k, vals in folder.axes]
-    data = SweepData(Path(path), axes, list(folder.runs), folder.zipped, folder.counts())
+    data = SweepData(Path(path), axes, list(folder.runs), folder.zipped, folder.counts(),
+                     config=folder.config)
     for text in filters:
         _apply_filter(data, folder, text)
     total = len(data.runs)
@@ -118,6 +121,23 @@ def half_band(values: list[float], band: str) -> float:
         return sd
     iv = mean_interval(values)
     return iv.hi - iv.estimate
+
+
+def band_edges(mean, half, metric: str):
+    """(low, high): ``mean`` -+ ``half`` (floats or arrays), cut to the range
+    ``metric`` can take (accuracies [0, 1], losses >= 0), so that no band or
+    error bar claims a value the metric cannot have."""
+    import numpy as np
+
+    lo, hi = metric_kind(metric).bounds
+    mean, half = np.asarray(mean, dtype=float), np.asarray(half, dtype=float)
+    return np.clip(mean - half, lo, hi), np.clip(mean + half, lo, hi)
+
+
+def all_diverged(runs: list[RunRecord]) -> bool:
+    """Every one of ``runs`` (a grid point's seeds) diverged: its metrics are
+    where each run stopped, not a result to average or colour."""
+    return bool(runs) and all(r.status == "diverged" for r in runs)
 
 
 def series(runs: list[RunRecord], metric: str, band: str = "ci"):

@@ -118,7 +118,7 @@ class DryRun:
 
 
 def dry_run(sweep: Sweep, out: str | Path, jobs: int | None, executor: str,
-            plot: bool) -> DryRun:
+            plot: bool, address: str | None = None) -> DryRun:
     """``sweep`` into ``out`` as a dry run: its data checked, never downloaded
     (SweepError where it is missing or wrong), its runs listed and counted."""
     from .execute import check_data
@@ -129,5 +129,6 @@ def dry_run(sweep: Sweep, out: str | Path, jobs: int | None, executor: str,
     count = (f"{_count(n, 'run')} ({_count(n // seeds, 'grid point')} x {_count(seeds, 'seed')})"
              f" -> {Path(out) / sweep.name}")
     cores = os.cpu_count() or 1
-    workers = (jobs or cores) if executor == "local" else (jobs or 1)
+    # Dask without an address starts a local cluster of -j workers, all cores by default.
+    workers = (jobs or cores) if executor == "local" or not address else (jobs or 1)
     return DryRun(header, rows, notes, count, sweep.points, workers, plot)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,21 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall time of each run finished here
+    workers: int = 1  # runs kept in flight
 
     def counts(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("done", "diverged", "failed", "skipped")}
+
+    def eta(self, total: int) -> float | None:
+        """Seconds until the last of ``total`` runs is back: the mean wall time
+        of the runs finished here times the runs left, over the workers that
+        can still be busy; None before a run has finished."""
+        if not self.seconds:
+            return None
+        left = total - sum(self.counts().values()) - len(self.cancelled)
+        per_run = sum(self.seconds) / len(self.seconds)
+        return per_run * max(left, 0) / max(1, min(self.workers, left))
 
 
 def _renamed_runs(sweep: Sweep, sweep_dir: Path) -> str | None:
@@ -205,11 +218,12 @@ def _with_workers(client, address: str):
     return client
 
 
-def jobs_note(jobs: int | None, executor: str) -> str | None:
+def jobs_note(jobs: int | None, executor: str, address: str | None = None) -> str | None:
     """A note where ``-j`` asks for more local processes than this machine has
-    cores (they share the cores), else None."""
+    cores (they share the cores), else None. (Dask without ``address`` runs
+    its workers here too.)"""
     cores = os.cpu_count() or 1
-    if jobs and jobs > cores and executor == "local":
+    if jobs and jobs > cores and (executor == "local" or not address):
         return (f"-j {jobs} runs {jobs} processes on {cores} core{'s' if cores > 1 else ''}; "
                 f"they will share the cores (no faster than -j {cores})")
     return None
@@ -217,16 +231,17 @@ def jobs_note(jobs: int | None, executor: str) -> str | None:
 
 def make_executor(kind: str, jobs: int | None, address: str | None):
     """``(executor, close, width)``: a ``concurrent.futures`` executor (a spawn
-    process pool, or a Dask cluster's with the optional extra ``bnexp[dask]``),
-    a function that shuts it down, and how many runs to keep in flight (``jobs``,
-    else all local cores or all the cluster's worker threads)."""
+    process pool, or, with the optional extra ``bnexp[dask]``, the Dask
+    scheduler's at ``address`` or a local Dask cluster's), a function that shuts
+    it down, and how many runs to keep in flight (``jobs``, else all local cores
+    or all the cluster's worker threads)."""
     if kind == "dask":
         try:
             from distributed import Client
         except ImportError:
             raise SweepError('--executor dask needs Dask: pip install "bnexp[dask]"') from None
         if not address:
-            raise SweepError("--executor dask needs --address tcp://HOST:PORT of a scheduler")
+            return _local_cluster(Client, jobs or os.cpu_count() or 1)
         client = _dask_client(Client, address)
         width = jobs or max(sum(client.nthreads().values()), 1)
         return client.get_executor(pure=False), client.close, width
@@ -235,20 +250,71 @@ def make_executor(kind: str, jobs: int | None, address: str | None):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    saved = {v: os.environ.get(v) for v in BLAS_ENV}
-    os.environ.update({v: "1" for v in BLAS_ENV})  # inherited by the spawned workers
+    restore = _one_blas_thread_env()
     jobs = jobs or os.cpu_count() or 1
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init)
 
     def close():
         pool.shutdown(wait=True, cancel_futures=True)
+        restore()
+    return pool, close, jobs
+
+
+def _one_blas_thread_env() -> Callable[[], None]:
+    """Set BLAS to one thread in the environment that worker processes started
+    from now inherit; returns the function that puts the old values back."""
+    saved = {v: os.environ.get(v) for v in BLAS_ENV}
+    os.environ.update({v: "1" for v in BLAS_ENV})
+
+    def restore():
         for var, value in saved.items():
             if value is None:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
-    return pool, close, jobs
+    return restore
+
+
+def _local_cluster(Client, workers: int):
+    """``(executor, close, width)`` of a Dask LocalCluster started here:
+    ``workers`` worker processes of one thread each, no dashboard, Dask's
+    warnings silenced (the sweep reports its runs). ``close`` stops the client,
+    then the cluster (a worker busy with a run is killed after Dask's 4 s
+    grace), whatever stopped the sweep. The workers ignore Ctrl-C, as the
+    local pool's do: the parent stops them."""
+    import logging
+
+    from distributed import LocalCluster
+
+    restore = _one_blas_thread_env()
+    cluster = client = None
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    except Exception as exc:
+        _close_cluster(client, cluster, restore)
+        why = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise SweepError(f"--executor dask: cannot start a local Dask cluster of {workers} "
+                         f"workers ({type(exc).__name__}: {why}); pass --address of a "
+                         "running scheduler, or use --executor local") from None
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    return (client.get_executor(pure=False), lambda: _close_cluster(client, cluster, restore),
+            workers)
+
+
+def _close_cluster(client, cluster, restore: Callable[[], None]) -> None:
+    try:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        if cluster is not None:
+            cluster.close()
+    finally:
+        restore()
 
 
 def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bool = False,
@@ -287,8 +353,9 @@ def execute(sweep: Sweep, out: str | Path, *, jobs: int | None = None, force: bo
             if todo:
                 # SIGTERM behaves as Ctrl-C: cancel what is pending, keep what finished.
                 old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+                outcome.workers = min(width, len(todo))
                 try:
-                    _run_all(pool, min(width, len(todo)), todo, sweep_dir, outcome, fail_fast,
+                    _run_all(pool, outcome.workers, todo, sweep_dir, outcome, fail_fast,
                              progress, summary, plot, resume=not force)
                 finally:
                     signal.signal(signal.SIGTERM, old_term)
@@ -335,7 +402,8 @@ def train_guard(run_dir: Path, cfg):
 
 
 def train_run(cfg, run_dir: Path, *, force: bool = False, argv: list[str] | None = None,
-              plot: bool = True, on_eval: Callable | None = None, threads: int = 1) -> dict:
+              plot: bool = True, on_eval: Callable | None = None, threads: int = 1,
+              on_step: Callable | None = None) -> dict:
     """``bnexp train``: ``runner.execute`` into ``run_dir`` under ``train_guard``
     (a sweep's run folder is trained into only as that sweep allows), with
     SIGTERM raised as KeyboardInterrupt, as Ctrl-C is. Returns run.json. Call
@@ -344,7 +412,7 @@ def train_run(cfg, run_dir: Path, *, force: bool = False, argv: list[str] | None
     try:
         with train_guard(run_dir, cfg):
             return runner.execute(cfg, run_dir, force=force, argv=argv, plot=plot,
-                                  on_eval=on_eval, threads=threads)
+                                  on_eval=on_eval, threads=threads, on_step=on_step)
     finally:
         signal.signal(signal.SIGTERM, old_term)
 
@@ -375,6 +443,7 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
 
     pending = list(reversed(todo))
     in_flight = {}
+    handed_out = {}  # run id: when its run was submitted (time.monotonic)
 
     def submit():
         # A run's old files go only when it is handed out: a stopped --force
@@ -388,6 +457,7 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
             store.prepare_run_dir(run_dir, force=True, keep=keep)
             runner.mark(run_dir, p.config, "running", command)
         summary.update(p, {"status": "running"})
+        handed_out[p.run_id] = time.monotonic()
         in_flight[pool.submit(runner.run_point, p.config.to_dict(), plot, str(run_dir))] = p
 
     try:
@@ -399,6 +469,7 @@ def _run_all(pool, width, todo, sweep_dir, outcome, fail_fast, progress, summary
             for fut in done:
                 p = in_flight.pop(fut)
                 finished.append((p, _payload(fut, p)))
+                outcome.seconds.append(time.monotonic() - handed_out.pop(p.run_id))
             if fail_fast and any(run["info"]["status"] == "failed" for _, run in finished):
                 outcome.cancelled = [q.run_id for q in pending]
                 pending.clear()
