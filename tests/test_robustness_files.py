@@ -37,14 +37,20 @@ def write(tmp_path, raw, name="c.yaml"):
     return path
 
 
-def snapshot(folder: Path) -> dict:
-    """Every entry under ``folder`` with its bytes (files) or its kind."""
+def snapshot(folder: Path, live: bool = False) -> dict:
+    """Every entry under ``folder`` with its bytes (files) or its kind. ``live``:
+    a process is writing there, so an entry may vanish between the listing and
+    the read (its temporary files are renamed into place); such an entry is left out."""
     if not folder.exists():
         return {}
     out = {}
     for p in sorted(folder.rglob("*")):
-        mode = os.lstat(p).st_mode
-        out[str(p.relative_to(folder))] = p.read_bytes() if stat.S_ISREG(mode) else mode
+        try:
+            mode = os.lstat(p).st_mode
+            out[str(p.relative_to(folder))] = p.read_bytes() if stat.S_ISREG(mode) else mode
+        except FileNotFoundError:
+            if not live:
+                raise
     return out
 
 
@@ -295,7 +301,7 @@ def test_a_second_train_into_the_same_folder_is_refused(tmp_path):
         while not (run / "metrics.csv").exists() and time.time() < deadline:
             time.sleep(0.02)
         assert first.poll() is None, "the first train ended before the second started"
-        before = snapshot(run)
+        before = snapshot(run, live=True)
         for extra in ([], ["--force"]):
             res = invoke("train", cfg, "--out", tmp_path / "runs", *extra)
             line = one_error(res, f"{run} is in use by another bnexp process (bnexp train, pid "
@@ -303,7 +309,7 @@ def test_a_second_train_into_the_same_folder_is_refused(tmp_path):
             assert line.endswith("wait for it to finish or stop it first")
         def names(snap):  # the live writer's own temporary files come and go
             return {k for k in snap if not k.endswith(".tmp")}
-        assert names(snapshot(run)) >= names(before)  # the first one's files stay
+        assert names(snapshot(run, live=True)) >= names(before)  # the first one's files stay
         assert first.poll() is None  # and it keeps running
     finally:
         first.kill()
