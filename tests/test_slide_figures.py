@@ -25,7 +25,9 @@ from bnexp.store import RunRecord
 
 @pytest.fixture(autouse=True)
 def _close_figures():
-    """Every figure a test drew is closed after it (the library leaves them to us)."""
+    """Every figure open is closed around each test (the library leaves them to
+    the caller; earlier test files leave some open)."""
+    figures.pyplot().close("all")
     yield
     figures.pyplot().close("all")
 
