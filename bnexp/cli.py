@@ -730,36 +730,12 @@ def list_experiments() -> None:
             n = len(load(experiments.path(name)).points)
         except (ConfigError, SweepError):
             n = "?"
-        rows.append((name, str(n), _first_sentence(experiments.path(name))))
+        rows.append((name, str(n), experiments.describe(name)))
     width = max(shutil.get_terminal_size().columns, LIST_MIN_COLUMNS)
     click.echo(_table(("name", "runs", "description"), rows, wrap_to=width))
 
 
 LIST_MIN_COLUMNS = 60
-
-
-# Words whose period does not end a sentence: ``et al. 2018``, ``sec. 4.1``, ``ch. 6``.
-ABBREVIATIONS = {"al", "cf", "ch", "e.g", "eq", "fig", "i.e", "no", "p", "pp", "ref", "sec", "vs"}
-
-
-def _first_sentence(path: Path) -> str:
-    """The first sentence of an experiment's opening comment, whole, however
-    many comment lines it spans: it ends at a period (or ! or ?) before a
-    space and anything but a lower-case letter, not after an abbreviation,
-    or where the comment's first paragraph ends."""
-    import re
-
-    words = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text = line[1:].strip() if line.startswith("#") else ""
-        if not text or line.startswith("#  "):  # the paragraph ends (a blank, an example)
-            break
-        words.append(text)
-    paragraph = " ".join(words)
-    for end in re.finditer(r"""(\S*?)[.!?]["')]*(?=\s+[^a-z\s]|\s*$)""", paragraph):
-        if end.group(1).lstrip("(\"'").lower() not in ABBREVIATIONS:
-            return paragraph[:end.end()]
-    return paragraph
 
 
 @main.command()

@@ -150,8 +150,7 @@ def test_list_shows_whole_descriptions_wrapped_to_a_narrow_terminal():
         assert comment.startswith(text), name  # the comment's opening, word for word
         assert re.search(r"[.?!][\"')]*$", text), (name, text)  # ends with its sentence
         assert not re.search(r"\b(al|sec|ch)\.$", text), (name, text)  # not at an abbreviation
-    first_line = experiments.describe("batch_renorm")
-    assert described["batch_renorm"].startswith(first_line)
+    assert described == {name: experiments.describe(name) for name in described}
     assert described["batch_renorm"].endswith(" 4000 mnist5k training images, 10 epochs.")
     assert described["noisy_bn"] == 'Santurkar et al. 2018, section 2.1: "noisy" BN.'
 

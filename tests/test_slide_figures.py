@@ -313,3 +313,21 @@ def test_a_sweeps_curves_title_states_the_settings_its_lines_share(categorical):
                                                          "model.placement=after"]).axes[0]
     assert one.get_title().splitlines()[0] == (
         "cat [norm=layer, placement=after]: lr=0.5, batch_size=20")
+
+
+def test_heatmap_ticks_show_long_numbers_to_three_digits(tmp_path):
+    from test_report import fake_sweep
+
+    from bnexp.figures.heatmap import tick_label
+
+    assert tick_label("0.00018478497974222906") == "0.000185"
+    assert [tick_label(v) for v in ("0.0001", "1e-4", "batch", "12345678")] == [
+        "0.0001", "1e-4", "batch", "12345678"]  # short spellings and words as they are
+    sdir = fake_sweep(tmp_path, {"init.weight_scale": [0.00018478497974222906, 0.5],
+                                 "model.norm": ["batch", "none"]},
+                      {(0.00018478497974222906, "batch"): [0.9, 0.8], (0.5, "batch"): [0.7, 0.6],
+                       (0.00018478497974222906, "none"): [0.1, 0.2], (0.5, "none"): [0.3, 0.4]})
+    fig = figures.figure(sdir, "heatmap", x="init.weight_scale", y="model.norm")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.000185", "0.5"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["batch", "none"]

@@ -5,6 +5,7 @@ NAME`` / ``bnexp train NAME`` run one by name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import BnexpError
@@ -31,14 +32,26 @@ def path(name: str) -> Path:
     return folder() / f"{name}.yaml"
 
 
+# Words whose period does not end a sentence: ``et al. 2018``, ``sec. 4.1``, ``ch. 6``.
+ABBREVIATIONS = {"al", "cf", "ch", "e.g", "eq", "fig", "i.e", "no", "p", "pp", "ref", "sec", "vs"}
+
+
 def describe(name: str) -> str:
-    """The first line of the experiment's opening comment."""
+    """The first sentence of the experiment's opening comment, whole, however
+    many comment lines it spans: it ends at a period (or ! or ?) before a
+    space and anything but a lower-case letter, not after an abbreviation,
+    or where the comment's first paragraph ends."""
+    words = []
     for line in path(name).read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("#").strip()
-        if line.strip():
+        text = line[1:].strip() if line.startswith("#") else ""
+        if not text or line.startswith("#  "):  # the paragraph ends (a blank, an example)
             break
-    return ""
+        words.append(text)
+    paragraph = " ".join(words)
+    for end in re.finditer(r"""(\S*?)[.!?]["')]*(?=\s+[^a-z\s]|\s*$)""", paragraph):
+        if end.group(1).lstrip("(\"'").lower() not in ABBREVIATIONS:
+            return paragraph[:end.end()]
+    return paragraph
 
 
 def resolve(arg: str) -> Path:

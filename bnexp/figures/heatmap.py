@@ -29,7 +29,8 @@ def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str, ax=N
                 dead.append((i, j))
             elif runs:
                 grid[i, j] = np.mean([run_stat(r, metric, stat) for r in runs])
-    fig, ax, made = target(ax, fig, heatmap_size(len(xv), len(yv), max(map(len, xv))))
+    xt, yt = [tick_label(v) for v in xv], [tick_label(v) for v in yv]
+    fig, ax, made = target(ax, fig, heatmap_size(len(xv), len(yv), max(map(len, xt))))
     im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower",
                    vmin=0 if metric.endswith("acc") else None,
                    vmax=1 if metric.endswith("acc") else None)
@@ -44,8 +45,8 @@ def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str, ax=N
                                hatch="///", linewidth=0))
         ax.text(j, i, DIVERGED_TEXT, ha="center", va="center", fontsize=fontsize, color="black",
                 bbox={"facecolor": "0.85", "edgecolor": "none", "pad": 1})
-    ax.set_xticks(range(len(xv)), [v for v in xv], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(yv)), [v for v in yv], fontsize=8)
+    ax.set_xticks(range(len(xv)), xt, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(yv)), yt, fontsize=8)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     fig.colorbar(im, ax=ax, label=f"{stat} {metric}")
@@ -55,6 +56,17 @@ def heatmap_figure(data: SweepData, x: str, y: str, metric: str, stat: str, ax=N
     if made:
         fig.tight_layout()
     return fig
+
+
+def tick_label(label: str) -> str:
+    """A swept value as a tick shows it: a number spelled with more than 8
+    characters (a logspace value, 0.00018478497974222906) to 3 significant
+    digits; anything else as it is. Filters still take the exact spelling."""
+    try:
+        value = float(label)
+    except ValueError:
+        return label
+    return f"{value:.3g}" if len(label) > 8 else label
 
 
 def heatmap_size(columns: int, rows: int, label_chars: int = 0) -> tuple[float, float]:
