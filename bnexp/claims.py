@@ -381,6 +381,12 @@ class CheckResult:
         return self.expect is not None and self.outcome != self.expect
 
     @property
+    def statistic(self) -> str:
+        """What the interval is of, as a page shows it: ``final of test_acc``,
+        with where it comes from when that is one point of several."""
+        return f"{self.stat} of {self.metric}" + (f" ({self.detail})" if self.detail else "")
+
+    @property
     def shown(self) -> str:
         """The outcome as a page shows it: ``holds``, ``inconclusive (published:
         holds)``, ``holds (new)``."""
@@ -518,6 +524,13 @@ class ClaimResult:
     values: dict[str, Interval]
     verdict: str
     notes: str | None  # the interpretation with its placeholders filled in
+
+    @property
+    def tally(self) -> str:
+        """How many checks hold, in words: ``2 of 3 checks hold``."""
+        n = len(self.checks)
+        held = sum(c.outcome == "holds" for c in self.checks)
+        return f"{held} of {n} {'checks hold' if n > 1 else 'check holds'}"
 
     def changes(self) -> list[CheckResult]:
         """Checks whose outcome on these runs differs from the published one."""

@@ -500,10 +500,7 @@ def report(sweep_dirs, out, figures, title, intro, check) -> None:
         if s.claim is None:
             click.echo(f"{s.name}: no checks")
             continue
-        held = sum(c.outcome == "holds" for c in s.claim.checks)
-        n = len(s.claim.checks)
-        click.echo(f"{s.name}: {s.claim.verdict} ({held} of {n} "
-                   f"{'checks hold' if n > 1 else 'check holds'})")
+        click.echo(f"{s.name}: {s.claim.verdict} ({s.claim.tally})")
         for c in s.claim.checks:
             if c.changed or c.expect is None:
                 click.echo(f"  {c.shown}: {c.text}")

@@ -340,6 +340,18 @@ def all_keys() -> list[str]:
     return keys
 
 
+def dotted(raw: Mapping, prefix: str = "") -> dict:
+    """A config's nested mapping as dotted keys -> values (``train.lr``), as
+    given: a saved config that no longer validates flattens all the same."""
+    out = {}
+    for k, v in raw.items():
+        if isinstance(v, Mapping):
+            out.update(dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def to_plain(obj: Any) -> Any:
     """Dataclasses and tuples to dicts and lists, for YAML and JSON."""
     if dataclasses.is_dataclass(obj):

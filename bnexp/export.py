@@ -25,9 +25,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import load_saved
+from .config import dotted, load_saved
 from .errors import BnexpError
-from .store import CONFIG_FILE, METRICS_FILE, is_sweep_dir, open_sweep, read_metrics
+from .store import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    is_sweep_dir,
+    open_sweep,
+    read_json,
+    read_metrics,
+)
 
 TARGETS = ("tensorboard", "mlflow")
 SCALARS = ("train_loss", "train_acc", "test_loss", "test_acc")  # metrics.csv, per epoch
@@ -49,16 +56,11 @@ class Source:
     seed: int | None
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    """A config as dotted keys -> values (lists and None as text)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{key}."))
-        else:
-            out[key] = v if isinstance(v, (bool, int, float, str)) else str(v)
-    return out
+def _settings(run_dir: Path) -> dict:
+    """A run's config as dotted keys -> values a tracker takes (lists and None
+    as text)."""
+    flat = dotted(load_saved(run_dir / CONFIG_FILE).to_dict())
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat.items()}
 
 
 def sources(path: str | Path) -> list[Source]:
@@ -68,8 +70,6 @@ def sources(path: str | Path) -> list[Source]:
         folder = open_sweep(path)
         runs = [Source(r.run_id, r.path, folder.name, r.status, r.seed) for r in folder.runs]
     elif (path / CONFIG_FILE).is_file():
-        from .store import read_json
-
         info = read_json(path / "run.json") or {}
         runs = [Source(path.name, path, path.name, info.get("status", "pending"),
                        info.get("seed"))]
@@ -106,7 +106,7 @@ def _tensorboard(module, runs: list[Source], root: Path) -> None:
             for row in rows:
                 for key in SCALARS:
                     writer.add_scalar(key, row[key], int(row["epoch"]))
-            hparams = _flat(load_saved(s.path / CONFIG_FILE).to_dict())
+            hparams = _settings(s.path)
             final = {f"final/{k}": rows[-1][k] for k in SCALARS} if rows else {}
             # add_hparams itself would open a second writer on the same file name
             for summary in module.summary.hparams(hparams, final):
@@ -130,7 +130,7 @@ def _mlflow(module, runs: list[Source], root: Path) -> None:
                                     tags={"bnexp.status": s.status,
                                           "bnexp.seed": str(s.seed)})
             rid = run.info.run_id
-            params = _flat(load_saved(s.path / CONFIG_FILE).to_dict())
+            params = _settings(s.path)
             for key, value in params.items():
                 client.log_param(rid, key, str(value)[:6000])
             for row in read_metrics(s.path):

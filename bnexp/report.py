@@ -81,16 +81,13 @@ def open_checked(sweep_dir: str | Path) -> tuple[SweepFolder, Table]:
 
 
 def _verdict_lines(result: ClaimResult) -> list[str]:
-    n = len(result.checks)
-    held = sum(c.outcome == "holds" for c in result.checks)
-    out = [f"**Verdict: {result.verdict}** ({held} of {n} "
-           f"{'checks hold' if n > 1 else 'check holds'}; computed from the runs: a check holds when its whole 95% interval over "
-           "seeds meets the criterion, and does not hold when the whole interval misses it).",
+    out = [f"**Verdict: {result.verdict}** ({result.tally}; computed from the runs: a check "
+           "holds when its whole 95% interval over seeds meets the criterion, and does not "
+           "hold when the whole interval misses it).",
            "", "| check | statistic | measured [95% interval] | criterion | result |",
            "|---|---|---|---|---|"]
     for c in result.checks:
-        stat = f"{c.stat} of {c.metric}" + (f" ({c.detail})" if c.detail else "")
-        out.append(f"| {c.text} | {stat} | {fmt_interval(c.interval)} | {c.criterion} | "
+        out.append(f"| {c.text} | {c.statistic} | {fmt_interval(c.interval)} | {c.criterion} | "
                    f"{c.shown} |")
     return out
 

@@ -108,18 +108,14 @@ def _slug(outcome: str) -> str:
 
 
 def _checks(result: ClaimResult) -> str:
-    n = len(result.checks)
-    held = sum(c.outcome == "holds" for c in result.checks)
     rows = []
     for c in result.checks:
-        stat = f"{c.stat} of {c.metric}" + (f" ({c.detail})" if c.detail else "")
-        rows.append(f"<tr><td>{_inline(c.text)}</td><td>{html.escape(stat)}</td>"
+        rows.append(f"<tr><td>{_inline(c.text)}</td><td>{html.escape(c.statistic)}</td>"
                     f'<td class="num">{html.escape(fmt_interval(c.interval))}</td>'
                     f"<td>{html.escape(c.criterion)}</td>"
                     f'<td class="outcome {_slug(c.outcome)}">{html.escape(c.shown)}</td></tr>')
     return (f'<p class="verdict">Verdict: <span class="outcome {_slug(result.verdict)}">'
-            f"{html.escape(result.verdict)}</span> ({held} of {n} "
-            f"{'checks hold' if n > 1 else 'check holds'})</p>"
+            f"{html.escape(result.verdict)}</span> ({result.tally})</p>"
             '<p class="note">Computed from the runs: a check holds when its whole 95% interval '
             "over seeds meets the criterion, and does not hold when the whole interval misses "
             "it.</p><table class=\"checks\"><thead><tr><th>check</th><th>statistic</th>"

@@ -96,21 +96,10 @@ def _config_conflicts(sweep: Sweep, sweep_dir: Path, todo_ids: set[str]) -> list
 def _differing_keys(new: dict, old: dict) -> list[str]:
     """Dotted keys whose value differs between two configs (the name aside). A
     key the old config lacks (saved before the key existed) counts as its default."""
-    new = _flatten(new)
-    old = {**_flatten(config.from_dict({}).to_dict()), **_flatten(config.saved_defaults(old))}
+    new = config.dotted(new)
+    old = {**config.dotted(config.from_dict({}).to_dict()),
+           **config.dotted(config.saved_defaults(old))}
     return [k for k in new if k != "name" and old.get(k) != new[k]]
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """Dotted keys of a raw saved config (compared as saved: an old config that
-    no longer validates still shows as different)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def check_data(points: list[Point], fetch: bool = True) -> list[str]:
