@@ -25,6 +25,7 @@ from .choices import (
     DATASETS,
     DTYPES,
     HEADS,
+    IMAGE_SHAPES,
     INIT_NAMES,
     KERNELS,
     NORMS,
@@ -36,6 +37,8 @@ from .choices import (
     SAMPLING,
 )
 from .errors import BnexpError
+from .shapes import PADDING_NAMES
+from . import shapes
 from .yamlio import YamlError, dump_yaml, parse_value, read_yaml
 
 
@@ -172,10 +175,33 @@ def widths(allow_empty: bool = False, allow_none: bool = False, example: str = "
     return check
 
 
-def odd_kernel(v):
-    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 15 and v % 2:
+MAX_KERNEL = 15
+
+
+def _one_padding(v) -> bool:
+    return v in PADDING_NAMES or (isinstance(v, int) and not isinstance(v, bool)
+                                  and 0 <= v < MAX_KERNEL)
+
+
+def paddings(v):
+    """same | valid | zeros per side, or a list of those, one per conv block."""
+    if _one_padding(v):
         return v, None
-    return None, "an odd integer from 1 to 15 (padded to keep the image size)"
+    if isinstance(v, (list, tuple)) and 1 <= len(v) <= MAX_LAYERS and all(map(_one_padding, v)):
+        return tuple(v), None
+    return None, ("same, valid, a number of zeros from 0 to kernel - 1, or a list of those, one "
+                  "per conv block (e.g. [2, valid])")
+
+
+def strides(v):
+    """A conv stride from 1 to MAX_KERNEL, or a list of those, one per conv block."""
+    def one(s):
+        return isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_KERNEL
+    if one(v):
+        return v, None
+    if isinstance(v, (list, tuple)) and 1 <= len(v) <= MAX_LAYERS and all(map(one, v)):
+        return tuple(v), None
+    return None, f"an integer from 1 to {MAX_KERNEL}, or a list of those, one per conv block"
 
 
 def weight_scale(v):
@@ -185,7 +211,8 @@ def weight_scale(v):
     if f is not None and 0 < f <= MAX_WEIGHT_SCALE:
         return f, None
     return None, (f"a positive number up to {MAX_WEIGHT_SCALE:,.0f} (the Gaussian std; larger "
-                  "weights overflow float32 within a few layers), he or xavier")
+                  "weights overflow float32 within a few layers), or one of "
+                  f"{', '.join(INIT_NAMES)}")
 
 
 def spec(default: Any, check: Check, help: str = "") -> Any:
@@ -215,15 +242,28 @@ CNN_HIDDEN = ()
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = spec("mlp", choice(ARCHS), "mlp | cnn (image datasets)")
+    arch: str = spec("mlp", choice(ARCHS),
+                     "mlp | cnn | resnet (He et al. 2016's CIFAR ResNet; image datasets)")
     hidden: tuple[int, ...] | None = spec(
         None, widths(allow_empty=True, allow_none=True),
-        "fully connected widths; null = [100, 100, 100, 100, 100] (mlp), [] (cnn)")
-    channels: tuple[int, ...] = spec((16, 32), widths(example="[16, 32]"),
-                                     "cnn only: a conv block per entry")
-    kernel: int = spec(3, odd_kernel, "cnn only")
-    pool: str = spec("max", choice(POOLS), "cnn only: 2x2 pooling after each conv block")
+        "fully connected widths; null = [100, 100, 100, 100, 100] (mlp), [] (cnn, resnet)")
+    channels: tuple[int, ...] | None = spec(
+        None, widths(example="[16, 32]", allow_none=True),
+        "cnn: a conv block per entry | resnet: a stage per entry; null = [16, 32] (cnn), "
+        "[16, 32, 64] (resnet)")
+    kernel: int = spec(3, integer(lo=1, hi=MAX_KERNEL), "cnn only: k x k convolutions")
+    stride: int | tuple[int, ...] = spec(1, strides, "cnn only: the convolutions' stride, or "
+                                         "a list, one per conv block")
+    padding: str | int | tuple = spec("same", paddings,
+                                      "cnn only: same (k // 2, odd kernels) | valid (0) | zeros "
+                                      "per side, 0 to k - 1 | a list, one per conv block")
+    pool: str = spec("max", choice(POOLS), "cnn only: pooling after each conv block")
+    pool_kernel: int = spec(2, integer(lo=1, hi=MAX_KERNEL), "cnn only: the pooling window")
+    pool_stride: int | None = spec(None, integer(lo=1, hi=MAX_KERNEL, allow_none=True),
+                                   "cnn only: null = the window (PyTorch's default)")
     head: str = spec("flatten", choice(HEADS), "cnn only: flatten or global average pooling")
+    blocks: int = spec(3, integer(lo=1, hi=100), "resnet only: basic blocks per stage (3: "
+                       "ResNet-20, 6 x 3 + 2 weight layers)")
     activation: str = spec("relu", choice(ACTIVATIONS))
     norm: str = spec("batch", choice(NORMS))
     placement: str = spec("before", choice(PLACEMENTS))
@@ -405,7 +445,11 @@ def _section(cls, raw: Any, prefix: str, errors: list[str]):
     return values
 
 
-CNN_ONLY = ("channels", "kernel", "pool", "head")  # model keys an mlp refuses
+CNN_ONLY = ("channels", "kernel", "stride", "padding", "pool", "pool_kernel", "pool_stride",
+            "head")  # model keys an mlp refuses
+CONV_ONLY = ("kernel", "stride", "padding", "pool", "pool_kernel", "pool_stride", "head")
+RESNET_ONLY = ("blocks",)
+CNN_CHANNELS, RESNET_CHANNELS = (16, 32), (16, 32, 64)  # model.channels when null
 
 
 def cnn_keys_dropped(raw: Mapping) -> dict:
@@ -418,34 +462,75 @@ def cnn_keys_dropped(raw: Mapping) -> dict:
     return {**raw, "model": {k: v for k, v in model.items() if k not in CNN_ONLY}}
 
 
+def _unused(m: ModelConfig, keys: tuple[str, ...], allowed: str, errors: list[str]) -> None:
+    """A key set away from its default where the architecture has no use for it."""
+    for key in keys:
+        value = getattr(m, key)
+        default = ModelConfig.__dataclass_fields__[key].default
+        if key == "channels" and m.arch == "mlp":
+            default = CNN_CHANNELS  # what an mlp's config.yaml has always said
+        if value != default:
+            shown = show(list(value) if isinstance(value, tuple) else value)
+            errors.append(f"model.{key}: got {shown}, used only with model.arch {allowed}; "
+                          f"remove it, or set model.arch: {allowed.split()[0]}")
+
+
+def _group_check(m: ModelConfig, errors: list[str]) -> None:
+    normed = [*(m.channels if m.arch != "mlp" else ()), *m.hidden]  # what a norm layer sees
+    if m.norm != "group" or not normed:
+        return
+    bad = [w for w in normed if w % m.groups]
+    if bad:
+        g = math.gcd(*normed)
+        ok = ", ".join(str(k) for k in range(1, g + 1) if g % k == 0)
+        what = "hidden width" if m.arch == "mlp" else "channel count and hidden width"
+        errors.append(
+            f"model.groups: got {m.groups}, expected a divisor of every {what} "
+            f"({', '.join(map(str, sorted(set(bad))))} is not divisible by {m.groups}; "
+            f"groups that work: {ok})")
+
+
+def _conv_checks(m: ModelConfig, errors: list[str]) -> None:
+    """Per-block lists of the right length, paddings that fit their kernel."""
+    n = len(m.channels)
+    for key in ("stride", "padding"):
+        value = getattr(m, key)
+        if isinstance(value, tuple) and len(value) != n:
+            errors.append(f"model.{key}: got {show(list(value))}, expected one value or a list "
+                          f"of {n}, one per conv block (model.channels has {n})")
+            return
+    for p in shapes.per_block(m.padding, n):
+        if p == "same" and m.kernel % 2 == 0:
+            errors.append(f"model.padding: got 'same', expected a number with the even "
+                          f"model.kernel {m.kernel} ('same' keeps the size only for odd kernels)")
+            return
+        if isinstance(p, int) and p > m.kernel - 1:
+            errors.append(f"model.padding: got {p}, expected 0 to {m.kernel - 1} with "
+                          f"model.kernel {m.kernel} (more would add outputs that see only zeros)")
+            return
+
+
 def _architecture_checks(m: ModelConfig, errors: list[str]) -> None:
     """Model settings that the architecture or the norm rules out."""
-    cnn = m.arch == "cnn"
-    normed = [*(m.channels if cnn else ()), *m.hidden]  # what a norm layer sees
-    if m.norm == "group" and normed:
-        bad = [w for w in normed if w % m.groups]
-        if bad:
-            g = math.gcd(*normed)
-            ok = ", ".join(str(k) for k in range(1, g + 1) if g % k == 0)
-            what = "channel count and hidden width" if cnn else "hidden width"
-            errors.append(
-                f"model.groups: got {m.groups}, expected a divisor of every {what} "
-                f"({', '.join(map(str, sorted(set(bad))))} is not divisible by {m.groups}; "
-                f"groups that work: {ok})")
-    if not cnn:
-        for key in CNN_ONLY:
-            value = getattr(m, key)
-            if value != ModelConfig.__dataclass_fields__[key].default:
-                shown = show(list(value) if isinstance(value, tuple) else value)
-                errors.append(f"model.{key}: got {shown}, used only with model.arch 'cnn'; "
-                              "remove it, or set model.arch: cnn")
+    _group_check(m, errors)
+    if m.arch == "mlp":
+        _unused(m, CNN_ONLY, "cnn", errors)
+        _unused(m, RESNET_ONLY, "resnet", errors)
+    elif m.arch == "resnet":
+        _unused(m, CONV_ONLY, "cnn", errors)
+        if m.dropout:
+            errors.append(f"model.dropout: got {m.dropout:g}, expected 0 with model.arch resnet "
+                          "(residual blocks here have no dropout)")
+    else:
+        _unused(m, RESNET_ONLY, "resnet", errors)
+        _conv_checks(m, errors)
     if m.norm == "weight" and m.placement == "after":
         errors.append("model.placement: got 'after', expected 'before' with model.norm 'weight' "
                       "(weight norm reparametrizes the layer's own weights: it has no place "
                       "after the activation)")
-    if not cnn and not m.hidden:
+    if m.arch == "mlp" and not m.hidden:
         errors.append("model.hidden: got [], expected at least one width for model.arch 'mlp'")
-    if m.norm == "instance" and not cnn:
+    if m.norm == "instance" and m.arch == "mlp":
         errors.append("model.norm: got 'instance', expected none, batch, layer, group or "
                       "weight for model.arch 'mlp' (instance norm normalizes over spatial axes: "
                       "use model.arch cnn)")
@@ -467,21 +552,26 @@ def _cross_checks(cfg: Config, errors: list[str]) -> None:
     _size_check(cfg, errors)
 
 
-def _no_pixel_left(m: ModelConfig) -> bool:
-    """A CNN whose conv blocks halve the image to nothing."""
-    return m.arch == "cnn" and min(h for _, h, _ in cnn_shapes(m)) < 1
+def image_shape(d: DataConfig) -> tuple[int, int, int] | None:
+    """(channels, height, width) of the dataset's samples; None for rows."""
+    return IMAGE_SHAPES.get(d.dataset)
 
 
 def _image_checks(m: ModelConfig, d: DataConfig, errors: list[str]) -> None:
-    """A CNN needs images, and an image left after its conv blocks."""
-    if m.arch == "cnn" and d.dataset == "synthetic":
-        errors.append("model.arch: got 'cnn', expected mlp for the synthetic dataset (a CNN "
-                      "needs images: mnist5k, mnist or fashion-mnist)")
-    if _no_pixel_left(m):
-        most = max(k for k in range(1, 10) if IMAGE_SIZE >> k >= 1)
-        errors.append(f"model.channels: got {show(list(m.channels))}, {len(m.channels)} conv "
-                      f"blocks each halving {IMAGE_SIZE}x{IMAGE_SIZE} leave no pixel; at most "
-                      f"{most} with model.pool {m.pool!r}")
+    """A CNN or ResNet needs images, and an image left after its blocks."""
+    image = image_shape(d)
+    if m.arch != "mlp" and image is None:
+        errors.append(f"model.arch: got {m.arch!r}, expected mlp for the {d.dataset} dataset "
+                      f"(convolutions need images: {', '.join(IMAGE_SHAPES)})")
+        return
+    if m.arch != "mlp" and shapes.no_pixel_left(m, image):
+        sizes = (shapes.cnn_shapes(m, image) if m.arch == "cnn"
+                 else shapes.resnet_shapes(m, image)[1:])
+        left = " -> ".join(f"{h}x{w}" for _, h, w in sizes)
+        what = "conv blocks" if m.arch == "cnn" else "stages"
+        errors.append(f"model.channels: got {show(list(m.channels))}, {len(m.channels)} "
+                      f"{what} that shrink {image[1]}x{image[2]} images to nothing ({left}); "
+                      "use fewer, or less pooling, stride or kernel")
 
 
 def _norm_checks(cfg: Config, errors: list[str]) -> None:
@@ -536,11 +626,12 @@ def _data_checks(d: DataConfig, t: TrainConfig, errors: list[str]) -> None:
 def _size_check(cfg: Config, errors: list[str]) -> None:
     """At most MAX_PARAMS parameters (a CNN with no pixel left has no size to check)."""
     m = cfg.model
-    if _no_pixel_left(m):
+    image = image_shape(cfg.data)
+    if m.arch != "mlp" and (image is None or shapes.no_pixel_left(m, image)):
         return
     params = param_count(cfg, *data_shape(cfg))
     if params > MAX_PARAMS:
-        cnn = m.arch == "cnn"
+        cnn = m.arch != "mlp"
         key, value = ("model.channels", m.channels) if cnn else ("model.hidden", m.hidden)
         errors.append(f"{key}: got {show(list(value))}, a model of {params:,} "
                       f"parameters; at most {MAX_PARAMS:,} (memory)")
@@ -579,6 +670,11 @@ def _resolve(cfg: Config) -> Config:
     m, n = cfg.model, cfg.norm
     if m.hidden is None:
         m = dataclasses.replace(m, hidden=MLP_HIDDEN if m.arch == "mlp" else CNN_HIDDEN)
+    if m.channels is None:
+        m = dataclasses.replace(m, channels=RESNET_CHANNELS if m.arch == "resnet"
+                                else CNN_CHANNELS)
+    if m.arch == "cnn" and m.pool_stride is None:
+        m = dataclasses.replace(m, pool_stride=m.pool_kernel)
     instance = m.norm == "instance"  # PyTorch's InstanceNorm: no affine, no running stats
     if n.affine is None:
         n = dataclasses.replace(n, affine=not instance)
@@ -587,17 +683,7 @@ def _resolve(cfg: Config) -> Config:
     return dataclasses.replace(cfg, model=m, norm=n)
 
 
-IMAGE_SIZE = 28  # every image dataset here: 1 x 28 x 28
-
-
-def cnn_shapes(m: ModelConfig) -> list[tuple[int, int, int]]:
-    """(channels, height, width) after each conv block of a CNN config."""
-    shapes, hw = [], IMAGE_SIZE
-    for out in m.channels:
-        if m.pool != "none":
-            hw //= 2
-        shapes.append((out, hw, hw))
-    return shapes
+IMAGE_SIZE = 28  # mnist5k, MNIST and Fashion-MNIST: 1 x 28 x 28
 
 
 IMAGE_CLASSES = 10  # mnist5k, MNIST and Fashion-MNIST
@@ -612,26 +698,15 @@ def steps_per_epoch(cfg: Config, n_train: int) -> int:
 
 def data_shape(cfg: Config) -> tuple[int, int]:
     """Values per sample and classes of the config's data, known without
-    loading it (an image dataset's 28 x 28 pixels and 10 classes)."""
+    loading it (an image dataset's pixels, all channels, and 10 classes)."""
     if cfg.data.dataset == "synthetic":
         return cfg.data.dim, cfg.data.classes
-    return IMAGE_SIZE * IMAGE_SIZE, IMAGE_CLASSES
+    return math.prod(IMAGE_SHAPES[cfg.data.dataset]), IMAGE_CLASSES
 
 
 def param_count(cfg: Config, in_dim: int, classes: int) -> int:
     """Weights and biases of the model a config describes (norms aside)."""
-    m = cfg.model
-    if m.arch == "mlp":
-        sizes = [in_dim, *m.hidden, classes]
-        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
-    total, c_in = 0, 1
-    for c, _, _ in cnn_shapes(m):
-        total += c_in * c * m.kernel ** 2 + c
-        c_in = c
-    c, h, w = cnn_shapes(m)[-1]
-    flat = c * h * w if m.head == "flatten" else c
-    sizes = [flat, *m.hidden, classes]
-    return total + sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    return shapes.param_count(cfg.model, image_shape(cfg.data), in_dim, classes)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -50,14 +50,37 @@ def test_defaults_that_depend_on_the_architecture_and_the_norm_are_resolved():
      "model.groups: got 4, expected a divisor of every channel count and hidden width (6 is "
      "not divisible by 4; groups that work: 1, 2)"),
     ({"model": {"arch": "cnn", "channels": [4, 4, 4, 4, 4, 4]}},
-     "model.channels: got [4, 4, 4, 4, 4, 4], 6 conv blocks each halving 28x28 leave no "
-     "pixel; at most 4 with model.pool 'max'"),
+     "model.channels: got [4, 4, 4, 4, 4, 4], 6 conv blocks that shrink 28x28 images to "
+     "nothing (14x14 -> 7x7 -> 3x3 -> 1x1 -> 0x0 -> 0x0); use fewer, or less pooling, stride "
+     "or kernel"),
     ({"model": {"arch": "cnn"}, "data": {"dataset": "synthetic", "n_train": 10, "n_test": 10},
       "train": {"batch_size": 5}},
-     "model.arch: got 'cnn', expected mlp for the synthetic dataset (a CNN needs images: "
-     "mnist5k, mnist or fashion-mnist)"),
+     "model.arch: got 'cnn', expected mlp for the synthetic dataset (convolutions need "
+     "images: mnist5k, mnist, fashion-mnist, cifar10)"),
     ({"model": {"arch": "cnn", "kernel": 4}},
-     "model.kernel: got 4, expected an odd integer from 1 to 15 (padded to keep the image size)"),
+     "model.padding: got 'same', expected a number with the even model.kernel 4 ('same' "
+     "keeps the size only for odd kernels)"),
+    ({"model": {"arch": "cnn", "kernel": 5, "padding": [2, 5]}},
+     "model.padding: got 5, expected 0 to 4 with model.kernel 5 (more would add outputs that "
+     "see only zeros)"),
+    ({"model": {"arch": "cnn", "stride": [1, 2, 2]}},
+     "model.stride: got [1, 2, 2], expected one value or a list of 2, one per conv block "
+     "(model.channels has 2)"),
+    ({"model": {"arch": "resnet", "pool": "avg"}},
+     "model.pool: got 'avg', used only with model.arch cnn; remove it, or set model.arch: cnn"),
+    ({"model": {"arch": "cnn", "blocks": 2}},
+     "model.blocks: got 2, used only with model.arch resnet; remove it, or set model.arch: "
+     "resnet"),
+    ({"model": {"padding": "valid"}},
+     "model.padding: got 'valid', used only with model.arch cnn; remove it, or set "
+     "model.arch: cnn"),
+    ({"model": {"arch": "cnn", "kernel": 5, "padding": "valid", "pool": "avg",
+                "channels": [6, 16, 32]}},
+     "model.channels: got [6, 16, 32], 3 conv blocks that shrink 28x28 images to nothing "
+     "(12x12 -> 4x4 -> 0x0); use fewer, or less pooling, stride or kernel"),
+    ({"model": {"arch": "resnet", "dropout": 0.5}},
+     "model.dropout: got 0.5, expected 0 with model.arch resnet (residual blocks here have no "
+     "dropout)"),
     ({"model": {"hidden": []}},
      "model.hidden: got [], expected at least one width for model.arch 'mlp'"),
     ({"model": {"arch": "cnn", "channels": [4096, 4096, 4096], "pool": "none"}},

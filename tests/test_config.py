@@ -42,7 +42,8 @@ def test_every_problem_is_reported_at_once_one_line_each():
         "data": {"dataset": "cifar"},
     })
     assert errs == [
-        "data.dataset: got 'cifar', expected one of mnist5k, synthetic, mnist, fashion-mnist",
+        "data.dataset: got 'cifar', expected one of mnist5k, synthetic, mnist, fashion-mnist, "
+        "cifar10",
         "model.actvation: unknown key (did you mean model.activation?)",
         "model.hidden: got [100, 0], expected a list of at most 100 integers from 1 to 100,000, "
         "e.g. [100, 100] (or null: the default for model.arch)",
@@ -78,7 +79,8 @@ def test_types_are_strict_but_yaml_number_strings_are_numbers():
     assert cfg.init.weight_scale == "he"
     assert errors_of({"init": {"weight_scale": "big"}}) == [
         "init.weight_scale: got 'big', expected a positive number up to 1,000,000 (the Gaussian "
-        "std; larger weights overflow float32 within a few layers), he or xavier"]
+        "std; larger weights overflow float32 within a few layers), or one of he, xavier, "
+        "kaiming_uniform, glorot_normal, glorot_uniform"]
     assert errors_of({"norm": {"affine": "yes please"}}) == [
         "norm.affine: got 'yes please', expected true, false or null"]
     assert errors_of({"seed": True}) == ["seed: got true, expected an integer >= 0"]

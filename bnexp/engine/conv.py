@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layers import Layer
+from .layers import Layer, draw_bias, draw_weights
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten", "out_size"]
 
@@ -125,12 +125,14 @@ class _ConvFast:
 class Conv2d(Layer):
     """2-D convolution (cross-correlation, as PyTorch): x (N, C_in, H, W) ->
     y (N, C_out, Ho, Wo). W: (C_out, C_in, k, k) ~ Normal(0, std**2), std =
-    sqrt(1 / (C_in*k*k)) when not given; b: (C_out,) = 0. Zero padding.
+    sqrt(1 / (C_in*k*k)) when not given, or Uniform(-bound, bound); b: (C_out,)
+    = 0, or Uniform(-bias_bound, bias_bound). Zero padding.
     ``input_grad = False`` skips dx on a first layer."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
                  padding: int = 0, bias: bool = True, *, rng: np.random.Generator,
-                 std: float | None = None, dtype: np.dtype | type = np.float32) -> None:
+                 std: float | None = None, bound: float | None = None,
+                 bias_bound: float | None = None, dtype: np.dtype | type = np.float32) -> None:
         super().__init__()
         for key, value, lo in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                ("kernel", kernel, 1), ("stride", stride, 1),
@@ -142,11 +144,11 @@ class Conv2d(Layer):
         fan_in = in_channels * kernel * kernel
         if std is None:
             std = float(np.sqrt(1.0 / fan_in))
-        W = rng.standard_normal((out_channels, in_channels, kernel, kernel)) * std
+        W = draw_weights(rng, (out_channels, in_channels, kernel, kernel), std, bound)
         self.params["W"] = W.astype(dtype)
         self.grads["W"] = np.zeros_like(self.params["W"])
         if bias:
-            self.params["b"] = np.zeros(out_channels, dtype=dtype)
+            self.params["b"] = draw_bias(rng, out_channels, bias_bound, dtype)
             self.grads["b"] = np.zeros_like(self.params["b"])
         self._bias = bias
         self.input_grad = True

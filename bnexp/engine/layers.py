@@ -91,6 +91,23 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+def draw_weights(rng: np.random.Generator, shape: tuple[int, ...], std: float,
+                 bound: float | None = None) -> np.ndarray:
+    """Initial weights in float64: Normal(0, std**2), or Uniform(-bound, bound)
+    when ``bound`` is given (PyTorch's default Kaiming-uniform, Glorot's uniform)."""
+    if bound is None:
+        return rng.standard_normal(shape) * std
+    return rng.uniform(-bound, bound, shape)
+
+
+def draw_bias(rng: np.random.Generator, n: int, bound: float | None, dtype) -> np.ndarray:
+    """Initial bias: zeros, or Uniform(-bound, bound) drawn after the weights
+    (PyTorch's Linear and Conv2d default, bound = 1/sqrt(fan_in))."""
+    if bound is None:
+        return np.zeros(n, dtype=dtype)
+    return rng.uniform(-bound, bound, n).astype(dtype)
+
+
 def _dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
     return a.dtype if a.dtype == b.dtype else np.result_type(a, b)
 
@@ -99,8 +116,9 @@ class Linear(Layer):
     """Affine map ``y = x @ W + b``.
 
     x: (N, in_features), W: (in_features, out_features), b: (out_features,).
-    W ~ Normal(0, std**2), with std = sqrt(1 / in_features) when not given;
-    b = 0. Set ``input_grad = False`` on a first layer to skip computing dx
+    W ~ Normal(0, std**2), with std = sqrt(1 / in_features) when not given,
+    or Uniform(-bound, bound) with ``bound``; b = 0, or Uniform(-bias_bound,
+    bias_bound) with ``bias_bound``. Set ``input_grad = False`` on a first layer to skip computing dx
     (``backward`` then returns None).
     """
 
@@ -112,6 +130,8 @@ class Linear(Layer):
         *,
         rng: np.random.Generator,
         std: float | None = None,
+        bound: float | None = None,
+        bias_bound: float | None = None,
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
@@ -122,11 +142,11 @@ class Linear(Layer):
         self.in_features, self.out_features = in_features, out_features
         if std is None:
             std = float(np.sqrt(1.0 / in_features))
-        W = rng.standard_normal((in_features, out_features)) * std
+        W = draw_weights(rng, (in_features, out_features), std, bound)
         self.params["W"] = W.astype(dtype)
         self.grads["W"] = np.zeros_like(self.params["W"])
         if bias:
-            self.params["b"] = np.zeros(out_features, dtype=dtype)
+            self.params["b"] = draw_bias(rng, out_features, bias_bound, dtype)
             self.grads["b"] = np.zeros_like(self.params["b"])
         self._bias = bias
         self.input_grad = True

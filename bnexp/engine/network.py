@@ -17,6 +17,7 @@ from .conv import Conv2d
 from .layers import Layer, Linear, ReLU
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm, WeightNorm
+from . import residual
 
 # Samples per evaluation chunk: fixed, so results do not depend on threads.
 EVAL_CHUNK = 2048
@@ -155,6 +156,7 @@ class Network:
         work arrays, loss and records: evaluation in another thread."""
         twin = copy.copy(self)
         twin.layers = [layer.replica() for layer in self.layers]
+        residual.rebind(self.layers, twin.layers)
         twin.loss = SoftmaxCrossEntropy(self.backend.kernels)
         twin.records = []
         twin.steps = twin._ran = twin._plan_steps()

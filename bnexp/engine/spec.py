@@ -26,6 +26,7 @@ from .conv import AvgPool2d, Conv2d, Flatten, GlobalAvgPool, MaxPool2d, out_size
 from .layers import Dropout, Identity, Layer, Linear, NoisyShift, ReLU, Sigmoid, Tanh
 from .network import Network
 from .norms import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, WeightNorm
+from .residual import Add, Fork, Junction, Shortcut
 
 FORMAT = 1
 # The norm layers by type name, in the format's order: each describes and checks
@@ -56,6 +57,10 @@ def describe_layer(layer: Layer) -> dict:
         return {"type": kind, "inner": describe_layer(layer.inner)}
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
         return {"type": kind, "kernel": layer.kernel, "stride": layer.stride}
+    if isinstance(layer, (Fork, Shortcut)):
+        return {"type": kind}
+    if isinstance(layer, Add):
+        return {"type": kind, "projection": layer.projection}
     raise ValueError(f"no description for layer {layer!r}")
 
 
@@ -79,7 +84,25 @@ def build_layer(d: dict, dtype) -> Layer:
         return WeightNorm(build_layer(d["inner"], dtype))
     if kind in ("MaxPool2d", "AvgPool2d"):
         return (MaxPool2d if kind == "MaxPool2d" else AvgPool2d)(d["kernel"], d["stride"])
+    if kind in ("Fork", "Shortcut"):  # ``rebuild`` joins a block's markers to one junction
+        return (Fork if kind == "Fork" else Shortcut)(Junction(), projection=kind == "Shortcut")
+    if kind == "Add":
+        return Add(Junction(), projection=d["projection"])
     raise ValueError(f"unknown layer type {kind!r}")
+
+
+def _join_junctions(layers: list[Layer]) -> None:
+    """Give each residual block's Fork, Shortcut and Add one shared junction,
+    pairing them by nesting, as the builder made them (a checked description
+    nests them properly)."""
+    open_blocks: list[Junction] = []
+    for layer in layers:
+        if isinstance(layer, Fork):
+            open_blocks.append(layer.junction)
+        elif isinstance(layer, Shortcut):
+            layer.junction = open_blocks[-1]
+        elif isinstance(layer, Add):
+            layer.junction = open_blocks.pop()
 
 
 def describe(net: Network) -> dict:
@@ -94,6 +117,7 @@ def rebuild(desc: dict) -> Network:
     check_description(desc)
     dtype = np.dtype(desc["dtype"])
     layers = [build_layer(d, dtype) for d in desc["layers"]]
+    _join_junctions(layers)
     shape = desc["input_shape"]
     return Network(layers, [d["name"] for d in desc["layers"]], dtype,
                    input_shape=tuple(shape) if shape else None, eval_chunk=desc["eval_chunk"])
@@ -130,6 +154,7 @@ _FIELDS = {
     "WeightNorm": {"inner": None},  # checked as a layer of its own
     "MaxPool2d": {"kernel": fields.size, "stride": fields.size},
     "AvgPool2d": {"kernel": fields.size, "stride": fields.size},
+    "Fork": {}, "Shortcut": {}, "Add": {"projection": fields.flag},
     **{kind: {} for kind in _SIMPLE},
 }
 # Settings newer than the format, which older files lack (the layer's default then)
@@ -284,6 +309,33 @@ def _output_shape(d: dict, shape: tuple[int, ...], where: str) -> tuple[tuple[in
     return shape, 0
 
 
+def _junction_shape(d: dict, shape: tuple[int, ...], blocks: list[list], where: str
+                    ) -> tuple[int, ...]:
+    """The shape after a residual block's marker, checking that Fork, Shortcut
+    and Add come in order and that the add's two branches agree."""
+    kind = d["type"]
+    if kind == "Fork":
+        blocks.append([shape, None])
+        return shape
+    if not blocks:
+        raise ValueError(f"{where}: a {kind} with no Fork before it")
+    start, body = blocks[-1]
+    if kind == "Shortcut":
+        if body is not None:
+            raise ValueError(f"{where}: a second Shortcut in one residual block")
+        blocks[-1][1] = shape
+        return start
+    blocks.pop()
+    if d["projection"] != (body is not None):
+        raise ValueError(f"{where}: projection {d['projection']}, but its block "
+                         f"{'has' if body is not None else 'has no'} Shortcut")
+    other = body if body is not None else start
+    if other != shape:
+        raise ValueError(f"{where}: adds {_in_words(shape)} to {_in_words(other)}; a residual "
+                         "block's two branches must agree")
+    return shape
+
+
 def _propagate(desc: dict) -> Shapes:
     """Follow a sample's shape from input_shape through the layers to the
     logits, checking each layer takes what the one before it gives and that
@@ -292,13 +344,19 @@ def _propagate(desc: dict) -> Shapes:
     given = desc["input_shape"]
     shape = first = tuple(given) if given else (_first_width(layers),)
     largest = math.prod(shape)
+    blocks: list[list] = []  # per open residual block: [its input shape, body output or None]
     for i, d in enumerate(layers):
         where = f"layers[{i}] ({d['name']!r})"
+        if d["type"] in ("Fork", "Shortcut", "Add"):
+            shape = _junction_shape(d, shape, blocks, where)
+            continue
         shape, work = _output_shape(d, shape, where)
         largest = max(largest, work, math.prod(shape))
         if largest > MAX_SAMPLE_VALUES:
             raise ValueError(f"{where}: {largest:,} values per sample (at most "
                              f"{MAX_SAMPLE_VALUES:,}); the sizes cannot be right")
+    if blocks:
+        raise ValueError("a residual block's Fork has no Add after it")
     if len(shape) != 1:
         raise ValueError(f"the last layer gives {shape} per sample; expected logits, one "
                          "value per class (end with Flatten or GlobalAvgPool, then Linear)")
