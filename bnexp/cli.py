@@ -14,8 +14,8 @@ import click
 from . import __version__
 from .choices import (
     DATASETS,
+    DOWNLOADED,
     FIGURE_FORMATS,
-    IDX_DATASETS,
     PLOT_KINDS,
     PLOT_METRICS,
     PLOT_STATS,
@@ -707,7 +707,8 @@ def axes(out: str, batch: int, channels: int, groups: int, seed: int) -> None:
 
 @main.command("list")
 def list_experiments() -> None:
-    """List the experiments shipped with bnexp: name, runs, what it reproduces.
+    """List the experiments shipped with bnexp: name, runs, what it reproduces,
+    and the download an experiment needs first when its data is not here.
 
     \b
     Example:
@@ -724,10 +725,12 @@ def list_experiments() -> None:
     rows = []
     for name in experiments.names():
         try:
-            n = len(load(experiments.path(name)).points)
+            points = load(experiments.path(name)).points
         except (ConfigError, SweepError):
-            n = "?"
-        rows.append((name, str(n), experiments.describe(name)))
+            points = None
+        note = experiments.needs_note(experiments.missing_data(p.config for p in points or ()))
+        description = " ".join(filter(None, (experiments.describe(name), note)))
+        rows.append((name, "?" if points is None else str(len(points)), description))
     width = max(shutil.get_terminal_size().columns, LIST_MIN_COLUMNS)
     click.echo(_table(("name", "runs", "description"), rows, wrap_to=width))
 
@@ -769,22 +772,25 @@ def data() -> None:
     \b
     Example:
       bnexp data download fashion-mnist
+      bnexp data download cifar10
       bnexp data ls
     """
 
 
 @data.command("download")
-@click.argument("name", type=click.Choice(IDX_DATASETS))
+@click.argument("name", type=click.Choice(DOWNLOADED))
 @click.option("--dest", type=click.Path(file_okay=False),
               help="Folder to download into (default: the bnexp cache).")
 def data_download(name: str, dest: str | None) -> None:
-    """Download NAME's four IDX files from its mirrors, verifying each
-    against its published MD5 before it enters the cache.
+    """Download NAME's files from its mirrors, verifying each against its
+    published MD5 before it enters the cache (mnist, fashion-mnist: four
+    IDX files; cifar10: one archive, of which the six record files are kept).
 
     \b
     Example:
       bnexp data download mnist
       bnexp data download fashion-mnist --dest ~/datasets/fashion-mnist
+      bnexp data download cifar10
     """
     from .datasets.download import download, verified_copy
     from .datasets.sources import DataError
@@ -811,8 +817,8 @@ def data_ls(root: str | None) -> None:
     Example:
       bnexp data ls
     """
+    from .datasets import inventory
     from .datasets.download import cache_dir
-    from .datasets.idx import inventory
 
     rows = inventory(root)
     header = ("dataset", "file", "MB", "check", "folder")

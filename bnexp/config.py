@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from . import shapes
 from .choices import (
     ACTIVATIONS,
     ARCHS,
@@ -38,7 +39,6 @@ from .choices import (
 )
 from .errors import BnexpError
 from .shapes import PADDING_NAMES
-from . import shapes
 from .yamlio import YamlError, dump_yaml, parse_value, read_yaml
 
 
@@ -471,8 +471,8 @@ def _unused(m: ModelConfig, keys: tuple[str, ...], allowed: str, errors: list[st
             default = CNN_CHANNELS  # what an mlp's config.yaml has always said
         if value != default:
             shown = show(list(value) if isinstance(value, tuple) else value)
-            errors.append(f"model.{key}: got {shown}, used only with model.arch {allowed}; "
-                          f"remove it, or set model.arch: {allowed.split()[0]}")
+            errors.append(f"model.{key}: got {shown}, used only with model.arch {allowed!r}; "
+                          f"remove it, or set model.arch: {allowed}")
 
 
 def _group_check(m: ModelConfig, errors: list[str]) -> None:

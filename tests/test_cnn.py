@@ -67,12 +67,12 @@ def test_defaults_that_depend_on_the_architecture_and_the_norm_are_resolved():
      "model.stride: got [1, 2, 2], expected one value or a list of 2, one per conv block "
      "(model.channels has 2)"),
     ({"model": {"arch": "resnet", "pool": "avg"}},
-     "model.pool: got 'avg', used only with model.arch cnn; remove it, or set model.arch: cnn"),
+     "model.pool: got 'avg', used only with model.arch 'cnn'; remove it, or set model.arch: cnn"),
     ({"model": {"arch": "cnn", "blocks": 2}},
-     "model.blocks: got 2, used only with model.arch resnet; remove it, or set model.arch: "
+     "model.blocks: got 2, used only with model.arch 'resnet'; remove it, or set model.arch: "
      "resnet"),
     ({"model": {"padding": "valid"}},
-     "model.padding: got 'valid', used only with model.arch cnn; remove it, or set "
+     "model.padding: got 'valid', used only with model.arch 'cnn'; remove it, or set "
      "model.arch: cnn"),
     ({"model": {"arch": "cnn", "kernel": 5, "padding": "valid", "pool": "avg",
                 "channels": [6, 16, 32]}},

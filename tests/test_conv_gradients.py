@@ -46,6 +46,17 @@ def test_conv2d(stride, padding, bias):
     assert_ok(errors)
 
 
+@pytest.mark.parametrize("k,s,p,size", [(5, 2, 4, (9, 7)), (4, 2, 3, (8, 11)), (5, 1, 0, (9, 9)),
+                                        (1, 3, 0, (7, 10)), (2, 2, 1, (5, 5))])
+def test_conv2d_any_kernel_stride_and_padding_on_odd_sizes(k, s, p, size):
+    """Padding up to k - 1, even kernels, unpadded and 1 x 1 strided ones (the
+    ResNet projection), on images whose windows do not tile."""
+    rng = np.random.default_rng(k * 100 + s * 10 + p)
+    layer = Conv2d(2, 3, k, s, p, True, rng=rng, std=0.5, dtype=F64)
+    layer.params["b"][...] = rng.standard_normal(3)
+    assert_ok(check_layer(layer, rng.standard_normal((2, 2, *size)), rng))
+
+
 def test_conv2d_kernel_one_and_five():
     rng = np.random.default_rng(7)
     for k, p in ((1, 0), (5, 2)):

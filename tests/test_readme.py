@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from bnexp import config, sweep
+from bnexp import config, shapes, sweep
 from bnexp.cli import main
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
@@ -74,4 +74,4 @@ def test_the_cnn_config_in_the_readme_is_valid_and_a_cnn():
     block = re.search(r"## Convolutional networks.*?```yaml\n(.*?)```", README, re.S).group(1)
     cfg = config.from_dict(yaml.safe_load(block))
     assert cfg.model.arch == "cnn" and cfg.model.norm == "group"
-    assert config.cnn_shapes(cfg.model) == [(16, 14, 14), (32, 7, 7)]  # as its comment says
+    assert shapes.cnn_shapes(cfg.model, (1, 28, 28)) == [(16, 14, 14), (32, 7, 7)]  # as its comment says

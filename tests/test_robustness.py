@@ -507,8 +507,9 @@ def test_run_ids_in_summary_csv_cannot_reach_outside_the_sweep(sweep_copy, tmp_p
     (["--set", "=5"], "--set =5: expected dotted.key=value, e.g. model.norm=none (the key "
                       "before '=' is empty)"),
     (["--set", "model=5"], "model: is a section, not a key; set one of its keys, e.g. "
-                           "model.arch=... (keys: arch, hidden, channels, kernel, pool, head, "
-                           "activation, norm, placement, groups, dropout, dropout_at)"),
+                           "model.arch=... (keys: arch, hidden, channels, kernel, stride, "
+                           "padding, pool, pool_kernel, pool_stride, head, blocks, activation, "
+                           "norm, placement, groups, dropout, dropout_at)"),
 ])
 def test_settings_name_what_is_wrong(tmp_path, args, line):
     cfg = write(tmp_path, BASE)

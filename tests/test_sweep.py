@@ -104,11 +104,12 @@ def test_the_estimate_times_each_kernels_and_counts_figures_only_when_drawn(monk
                                             "seeds": [0, 1, 2]}})
     timed = []
 
-    def costs(cfg):
+    def step_cost(cfg):
         timed.append(cfg.train.kernels)
-        return (1.0, 0.0) if cfg.train.kernels == "numpy" else (0.5, 0.0)
+        return 1.0 if cfg.train.kernels == "numpy" else 0.5
 
-    monkeypatch.setattr(estimate, "_costs", costs)
+    monkeypatch.setattr(estimate, "_step_cost", step_cost)
+    monkeypatch.setattr(estimate, "_eval_cost", lambda cfg: 0.0)
     steps = 2 * 3  # BASE: 2 epochs of 60 samples in batches of 20
     with_figures = estimate.seconds(sw.points, 2)
     assert sorted(timed) == ["numba", "numpy"]
@@ -116,6 +117,21 @@ def test_the_estimate_times_each_kernels_and_counts_figures_only_when_drawn(monk
         (6 * (estimate.PER_RUN + estimate.PER_FIGURE) + 3 * steps * 1.0 + 3 * steps * 0.5) / 2)
     assert estimate.seconds(sw.points, 2, plot=False) == pytest.approx(
         with_figures - 6 * estimate.PER_FIGURE / 2)
+
+
+def test_the_estimate_times_an_evaluation_once_per_model_not_per_batch_size(monkeypatch):
+    """Evaluation runs in chunks of its own, so a sweep over the batch size
+    times each model's evaluation once (and each batch size's steps)."""
+    from bnexp.sweep import estimate
+
+    sw = sweep_mod.build({**BASE, "sweep": {"grid": {"train.batch_size": [10, 20, 30],
+                                                     "model.norm": ["batch", "none"]},
+                                            "seeds": [0]}})
+    steps, evals = [], []
+    monkeypatch.setattr(estimate, "_step_cost", lambda cfg: steps.append(cfg) or 0.0)
+    monkeypatch.setattr(estimate, "_eval_cost", lambda cfg: evals.append(cfg) or 0.0)
+    estimate.seconds(sw.points, 1)
+    assert len(steps) == 6 and len(evals) == 2
 
 
 def test_sweep_runs_summarises_and_resumes(tmp_path):

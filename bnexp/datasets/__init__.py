@@ -1,6 +1,6 @@
-"""Datasets: the bundled ``mnist5k``, ``synthetic`` clusters, and full-size
-``mnist`` / ``fashion-mnist`` from IDX files; seeded stratified subsets and
-preprocessing to float."""
+"""Datasets: the bundled ``mnist5k``, ``synthetic`` clusters, full-size
+``mnist`` / ``fashion-mnist`` from IDX files and ``cifar10`` from its binary
+record files; seeded stratified subsets and preprocessing to float."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..choices import DATASETS, IDX_DATASETS
-from . import download, idx, mnist5k, synthetic
+from ..choices import DATASETS, DOWNLOADED
+from . import cifar, download, idx, mnist5k, synthetic
 from .sources import DataError
 from .split import stratified_split
 
-__all__ = ["DataError", "Dataset", "check", "load_dataset", "split_sizes"]
+__all__ = ["DataError", "Dataset", "available", "check", "inventory", "load_dataset",
+           "split_sizes"]
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,32 @@ def _preprocess(x_train, x_test, how: str, dtype):
     return out
 
 
+def available(name: str, root: str | None = None) -> bool:
+    """Whether ``name`` can be loaded without downloading: bundled or
+    generated, or its files are in a folder bnexp searches (not read)."""
+    return name not in DOWNLOADED or download.located(name, root) is not None
+
+
+def inventory(root: str | None = None) -> list[dict]:
+    """What is on disk for each downloaded dataset (``bnexp data ls``): one row
+    per file with dataset, file, folder, bytes and check."""
+    return idx.inventory(root) + cifar.inventory(root)
+
+
+def _load_raw(name: str, root: str | None):
+    """(train_x, train_y, test_x, test_y) uint8 of a downloaded dataset
+    (rows C-major, see ``choices.IMAGE_SHAPES``), found or fetched, checked."""
+    return download.load_located(name, download.find_files(name, root))
+
+
 MNIST5K_TEST_DEFAULT = 1000  # mnist5k with n_test null keeps 1000 images for testing
 
 
 def split_sizes(cfg, fetch: bool = True) -> tuple[int, int] | None:
     """(train, test) sizes the data config gives, checked against the data
     itself; None when its files are not on this machine and ``fetch`` is off.
-    IDX files are located (downloaded with ``fetch``) and fully checked."""
+    IDX and CIFAR-10 files are located (downloaded with ``fetch``) and fully
+    checked."""
     if cfg.dataset == "mnist5k":
         total = len(mnist5k.load_raw()[1])
         n_test = cfg.n_test if cfg.n_test is not None else MNIST5K_TEST_DEFAULT
@@ -80,10 +100,10 @@ def split_sizes(cfg, fetch: bool = True) -> tuple[int, int] | None:
         return n_train, n_test
     if cfg.dataset == "synthetic":
         return cfg.n_train, cfg.n_test
-    if cfg.dataset in IDX_DATASETS:
-        if not fetch and idx.locate(cfg.dataset, cfg.root) is None:
+    if cfg.dataset in DOWNLOADED:
+        if not fetch and not available(cfg.dataset, cfg.root):
             return None
-        xtr, _, xte, _ = idx.load_raw(cfg.dataset, download.find_files(cfg.dataset, cfg.root))
+        xtr, _, xte, _ = _load_raw(cfg.dataset, cfg.root)
         for key, n, have, split in (("n_train", cfg.n_train, len(xtr), "training"),
                                     ("n_test", cfg.n_test, len(xte), "test")):
             if n is not None and n > have:
@@ -122,8 +142,8 @@ def load_dataset(cfg, rng: np.random.Generator, dtype=np.float32) -> Dataset:
         x, y = synthetic.make_clusters(cfg.n_train + cfg.n_test, cfg.dim, cfg.classes, rng)
         xtr, ytr, xte, yte = x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
         classes = cfg.classes
-    elif name in IDX_DATASETS:
-        xtr, ytr, xte, yte = idx.load_raw(name, download.find_files(name, cfg.root))
+    elif name in DOWNLOADED:
+        xtr, ytr, xte, yte = _load_raw(name, cfg.root)
         xtr, ytr = _subset(xtr, ytr, cfg.n_train, rng, "n_train")
         xte, yte = _subset(xte, yte, cfg.n_test, rng, "n_test")
         classes = 10

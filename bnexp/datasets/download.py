@@ -1,17 +1,20 @@
-"""Download full-size MNIST / Fashion-MNIST once, verify, cache.
+"""Download full-size MNIST / Fashion-MNIST / CIFAR-10 once, verify, cache.
 
 Each file comes from the first mirror that serves it with the pinned MD5 of
-the official ``.gz``; it is downloaded to a temporary file in the cache
-folder and renamed only once verified, so the cache never holds a partial or
-corrupt file. Files found in local folders are checked by the SHA-256 of
-their decompressed bytes where known (Debian recompresses its copies, so
-their ``.gz`` checksums differ) and always structurally (``idx.read_idx``).
+the official ``.gz`` (CIFAR-10: of its one ``.tar.gz``); it is downloaded to a
+temporary file in the cache folder and renamed only once verified, so the
+cache never holds a partial or corrupt file. CIFAR-10's archive is then
+unpacked by ``cifar.extract`` (its six record files only) and removed. Files
+found in local folders are checked by the SHA-256 of their decompressed bytes
+where known (Debian recompresses its copies, so their ``.gz`` checksums
+differ) and always structurally (``idx.read_idx``, ``cifar.read_batch``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -19,6 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import cifar
 from .idx import locate, search_dirs
 from .sources import (
     CHUNK,
@@ -31,7 +35,8 @@ from .sources import (
     file_md5,
 )
 
-__all__ = ["MD5", "MIRRORS", "SHA256_RAW", "cache_dir", "download", "file_md5", "find_files"]
+__all__ = ["MD5", "MIRRORS", "SHA256_RAW", "cache_dir", "download", "file_md5", "find_files",
+           "load_located", "located", "verified_copy"]
 
 TIMEOUT = 30.0  # seconds without data before a connection is given up
 RETRIES = 3  # attempts per mirror for transient errors
@@ -82,7 +87,9 @@ def download(name: str, dest: Path | None = None, *, mirrors: list[str] | None =
              md5: dict[str, str] | None = None, timeout: float | None = None,
              retries: int | None = None, progress: bool = True) -> Path:
     """Fetch the four files of ``name`` into ``dest`` (the cache by default),
-    skipping files already there with the right checksum. Returns ``dest``."""
+    skipping files already there with the right checksum; for ``cifar10``,
+    its archive, unpacked into ``dest/cifar-10-batches-bin/`` unless six
+    readable files are already in ``dest``. Returns ``dest``."""
     if name not in MIRRORS:
         raise DataError(f"download: got {name!r}, expected one of {', '.join(MIRRORS)}")
     dest = Path(dest) if dest is not None else cache_dir(name)
@@ -96,7 +103,10 @@ def download(name: str, dest: Path | None = None, *, mirrors: list[str] | None =
     except OSError as exc:
         raise DataError(f"{dest}: cannot create the folder ({exc.strerror or exc})") from None
     try:
-        _fetch_all(name, dest, mirrors, md5, timeout, retries, progress)
+        if name == cifar.NAME:
+            _fetch_cifar(dest, mirrors, md5, timeout, retries, progress)
+        else:
+            _fetch_all(name, dest, mirrors, md5, timeout, retries, progress)
     except BaseException:
         for folder in created:  # leave no empty folder behind
             try:
@@ -107,79 +117,121 @@ def download(name: str, dest: Path | None = None, *, mirrors: list[str] | None =
     return dest
 
 
+IDX_WORDS = f"the four files ({', '.join(s + '.gz' for s in FILES.values())})"
+
+
 def _fetch_all(name, dest, mirrors, md5, timeout, retries, progress) -> None:
     for stem in FILES.values():
         filename = f"{stem}.gz"
         target = dest / filename
         if target.is_file() and (filename not in md5 or file_md5(target) == md5[filename]):
             continue
-        failures, offline, ok = [], 0, False
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + filename
-            for attempt in range(retries):
-                try:
-                    _fetch_one(url, dest, filename, md5.get(filename), timeout, progress)
-                    ok = True
-                    break
-                except DataError as exc:  # checksum mismatch: this mirror is wrong, try the next
-                    failures.append(str(exc))
-                    break
-                except urllib.error.HTTPError as exc:
-                    failures.append(f"{url}: HTTP {exc.code}")
-                    if exc.code < 500:
-                        break
-                except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                    if _is_offline(exc):
-                        offline += 1
-                        failures.append(f"{url}: unreachable")
-                        break
-                    reason = getattr(exc, "reason", exc)
-                    failures.append(f"{url}: {reason or type(exc).__name__}")
-                if attempt + 1 < retries:
-                    time.sleep(min(2.0 ** attempt * 0.5, 4.0))
-            if ok:
+        _fetch_verified(name, filename, dest, mirrors, md5, timeout, retries, progress, IDX_WORDS)
+
+
+def _fetch_cifar(dest, mirrors, md5, timeout, retries, progress) -> None:
+    """The archive into a temporary folder in ``dest``, verified, unpacked, removed."""
+    if _cifar_in(dest) is not None:
+        return
+    staging = Path(tempfile.mkdtemp(prefix=f".{cifar.ARCHIVE}.", suffix=".part", dir=dest))
+    try:
+        archive = _fetch_verified(cifar.NAME, cifar.ARCHIVE, staging, mirrors, md5, timeout,
+                                  retries, progress, cifar.FILES_WORDS, shown_dest=dest)
+        cifar.extract(archive, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _cifar_in(dest: Path) -> Path | None:
+    """The folder in ``dest`` (itself or its cifar-10-batches-bin/) whose six files read."""
+    for folder in (dest, dest / cifar.FOLDER):
+        paths = {f: folder / f for f in cifar.FILES}
+        if all(p.is_file() for p in paths.values()):
+            try:
+                cifar.load_raw(paths)
+            except DataError:
+                continue
+            return folder
+    return None
+
+
+def _fetch_verified(name, filename, dest, mirrors, md5, timeout, retries, progress, what,
+                    shown_dest=None) -> Path:
+    """``filename`` from the first mirror that serves it with its pinned MD5,
+    into ``dest``; transient errors are retried. ``what`` names the files a
+    user could put in ``shown_dest`` (default ``dest``) by hand."""
+    failures, offline = [], 0
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + filename
+        for attempt in range(retries):
+            try:
+                return _fetch_one(url, dest, filename, md5.get(filename), timeout, progress)
+            except DataError as exc:  # checksum mismatch: this mirror is wrong, try the next
+                failures.append(str(exc))
                 break
-        if not ok:
-            if offline == len(mirrors):
-                raise DataError(
-                    f"{name}: cannot download {filename}: no network. Put the four files "
-                    f"({', '.join(s + '.gz' for s in FILES.values())}) in {dest} or set "
-                    "data.root / $BNEXP_DATA to their folder")
-            raise DataError(f"{name}: could not download {filename} from any mirror: "
-                            + "; ".join(failures))
+            except urllib.error.HTTPError as exc:
+                failures.append(f"{url}: HTTP {exc.code}")
+                if exc.code < 500:
+                    break
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                if _is_offline(exc):
+                    offline += 1
+                    failures.append(f"{url}: unreachable")
+                    break
+                reason = getattr(exc, "reason", exc)
+                failures.append(f"{url}: {reason or type(exc).__name__}")
+            if attempt + 1 < retries:
+                time.sleep(min(2.0 ** attempt * 0.5, 4.0))
+    if offline == len(mirrors):
+        raise DataError(
+            f"{name}: cannot download {filename}: no network. Put {what} in "
+            f"{shown_dest or dest} or set data.root / $BNEXP_DATA to their folder")
+    raise DataError(f"{name}: could not download {filename} from any mirror: "
+                    + "; ".join(failures))
+
+
+def located(name: str, root: str | None) -> dict[str, Path] | None:
+    """The files of ``name`` in the first searched folder holding them all, or None."""
+    return cifar.locate(root) if name == cifar.NAME else locate(name, root)
+
+
+def load_located(name: str, paths: dict[str, Path]):
+    """(train_x, train_y, test_x, test_y) uint8 from located files, fully checked."""
+    from .idx import load_raw
+
+    return cifar.load_raw(paths) if name == cifar.NAME else load_raw(name, paths)
 
 
 def verified_copy(name: str, root: str | None = None) -> Path | None:
     """The folder of a local copy of ``name`` that reads and checks (by SHA-256
     where known), or None."""
-    from .idx import load_raw
-
-    found = locate(name, root)
+    found = located(name, root)
     if found is None:
         return None
     try:
-        load_raw(name, found)
+        load_located(name, found)
     except DataError:
         return None
     return next(iter(found.values())).parent
 
 
 def find_files(name: str, root: str | None, fetch: bool = True) -> dict[str, Path]:
-    """Locate the four files, downloading them into the cache if no folder has them."""
-    found = locate(name, root)
+    """Locate the files of ``name``, downloading them into the cache if no folder has them."""
+    found = located(name, root)
     if found is not None:
         return found
     looked = ", ".join(str(d) for d in search_dirs(name, root))
     if not fetch:
+        what = (cifar.FILES_WORDS if name == cifar.NAME else
+                f"the four IDX files ({', '.join(s + '.gz' for s in FILES.values())})")
         raise DataError(
-            f"{name}: the four IDX files ({', '.join(s + '.gz' for s in FILES.values())}) "
-            f"were not found; looked in: {looked}. Put them in a directory and set data.root "
-            f"or $BNEXP_DATA to it, or run: bnexp data download {name}")
+            f"{name}: {what} were not found; looked in: {looked}. Put them in a directory "
+            f"and set data.root or $BNEXP_DATA to it, or run: bnexp data download {name}")
     try:
         download(name)
     except DataError as exc:
         raise DataError(f"{exc} (no local copy in: {looked})") from None
-    found = locate(name, root)
+    found = located(name, root)
     if found is None:  # pragma: no cover - download() raises when it cannot deliver
         raise DataError(f"{name}: download finished but the files are missing; looked in: {looked}")
     return found

@@ -1,7 +1,7 @@
 """Where the full-size datasets live and how their files are checked: the
 four IDX file names, system folders, the bnexp cache, download mirrors and
-published checksums. Shared by the reader (``idx``) and the downloader
-(``download``), which sit above it."""
+published checksums (CIFAR-10's one archive included). Shared by the readers
+(``idx``, ``cifar``) and the downloader (``download``), which sit above it."""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
               "https://storage.googleapis.com/cvdf-datasets/mnist/"],
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+    "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
 }
-# Published MD5 of each official .gz.
+# Published MD5 of each official .gz (CIFAR-10: of its archive, from the table
+# on https://www.cs.toronto.edu/~kriz/cifar.html).
 MD5 = {
     "mnist": {
         "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -41,6 +43,7 @@ MD5 = {
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
+    "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
 }
 # SHA-256 of the decompressed bytes, where known (from Debian's dataset-fashion-mnist).
 SHA256_RAW = {

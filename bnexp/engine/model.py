@@ -166,7 +166,7 @@ def _conv(block: shapes.ConvBlock, norm: str, placement: str, bias: bool | None 
                      "weight_norm": norm == "weight"})
 
 
-def cnn_layers(blocks: Sequence[shapes.ConvBlock], *, pool: str = "max",
+def cnn_layers(blocks: Sequence[shapes.ConvBlock | int], *, kernel: int = 3, pool: str = "max",
                pool_window: tuple[int, int] = (2, 2), head: str = "flatten",
                hidden: Sequence[int] = (), activation: str = "relu", norm: str = "none",
                placement: str = "before", dropout: float = 0.0,
@@ -174,7 +174,9 @@ def cnn_layers(blocks: Sequence[shapes.ConvBlock], *, pool: str = "max",
     """Per conv block: Conv(k x k, its stride and padding) -> [Norm, Act] ->
     pooling (``pool``: max, avg or none, over ``pool_window`` = (window,
     stride)); then Flatten or global average pooling (``head``); then the
-    MLP's hidden blocks and the output Linear."""
+    MLP's hidden blocks and the output Linear. A block given as a channel
+    count is a ``kernel`` x ``kernel`` convolution, stride 1, padded to keep
+    the size."""
     _check_choices(activation, norm, placement)
     if pool not in POOLS:
         raise ValueError(f"pool: got {pool!r}, expected one of {', '.join(POOLS)}")
@@ -182,6 +184,8 @@ def cnn_layers(blocks: Sequence[shapes.ConvBlock], *, pool: str = "max",
         raise ValueError(f"head: got {head!r}, expected one of {', '.join(HEADS)}")
     specs: list[Spec] = []
     for block in blocks:
+        if not isinstance(block, shapes.ConvBlock):
+            block = shapes.ConvBlock(block, kernel, 1, kernel // 2)
         specs.append(_conv(block, norm, placement))
         specs += _block_tail(norm, placement, activation,
                              dropout if dropout_at == "blocks" else 0.0)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import residual
 from .backend import Backend
 from .conv import Conv2d
 from .layers import Layer, Linear, ReLU
 from .loss import SoftmaxCrossEntropy
 from .norms import BatchNorm, WeightNorm
-from . import residual
 
 # Samples per evaluation chunk: fixed, so results do not depend on threads.
 EVAL_CHUNK = 2048

@@ -54,6 +54,25 @@ def describe(name: str) -> str:
     return paragraph
 
 
+def missing_data(configs) -> list[str]:
+    """The datasets that ``configs`` (``Config`` objects: a sweep's points) use
+    and that are neither bundled nor in a folder bnexp searches, in the order
+    of ``choices.DOWNLOADED``. Looks for files only: reads and downloads nothing."""
+    from ..choices import DOWNLOADED
+    from ..datasets import available
+
+    used = {(c.data.dataset, c.data.root) for c in configs if c.data.dataset in DOWNLOADED}
+    missing = {name for name, root in used if not available(name, root)}
+    return [name for name in DOWNLOADED if name in missing]
+
+
+def needs_note(missing: list[str]) -> str:
+    """What ``bnexp list`` adds to an experiment whose data is not here yet."""
+    if not missing:
+        return ""
+    return "(needs: " + "; ".join(f"bnexp data download {name}" for name in missing) + ")"
+
+
 def resolve(arg: str) -> Path:
     """A config argument: an existing file, else a shipped experiment's name
     (``weight_scale`` or ``weight_scale.yaml``)."""

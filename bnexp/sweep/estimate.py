@@ -20,58 +20,84 @@ from .grid import Point, Sweep, dry_run_rows
 PER_RUN = 0.04
 PER_FIGURE = 0.09
 TIMED_STEPS = 8
-STANDARD_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000)}
+STANDARD_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
+                  "cifar10": (50000, 10000)}
 
 
-def _costs(cfg) -> tuple[float, float]:
-    """(seconds per training step, seconds per evaluated sample) for ``cfg``'s model."""
+def _model(cfg):
+    import numpy as np
+
+    from ..config import data_shape
+    from ..engine.model import build_model
+
+    dim, classes = data_shape(cfg)
+    rng = np.random.default_rng(0)
+    return build_model(cfg, dim, classes, rng), dim, classes, rng
+
+
+def _step_cost(cfg) -> float:
+    """Seconds per training step of ``cfg``'s model at its batch size."""
     import numpy as np
 
     from ..engine import make_optimizer
-    from ..engine.model import build_model
     from ..provenance import one_blas_thread
 
-    dim = cfg.data.dim if cfg.data.dataset == "synthetic" else 784
-    classes = cfg.data.classes if cfg.data.dataset == "synthetic" else 10
-    rng = np.random.default_rng(0)
-    dtype = np.dtype(cfg.train.dtype)
-    model = build_model(cfg, dim, classes, rng)
+    model, dim, classes, rng = _model(cfg)
     opt = make_optimizer(cfg.train.optimizer, model.layers, cfg.train.lr,
                          kernels=cfg.train.kernels)
     B = cfg.train.batch_size
-    x = rng.random((B, dim)).astype(dtype)
+    x = rng.random((B, dim)).astype(np.dtype(cfg.train.dtype))
     y = rng.integers(0, classes, B)
-    xe = rng.random((1024, dim)).astype(dtype)
-    ye = rng.integers(0, classes, 1024)
     with one_blas_thread(), np.errstate(all="ignore"):
         model.loss_and_backward(x, y)  # warm: work arrays
         t0 = time.perf_counter()
         for _ in range(TIMED_STEPS):
             model.loss_and_backward(x, y)
             opt.step()
-        step = (time.perf_counter() - t0) / TIMED_STEPS
+        return (time.perf_counter() - t0) / TIMED_STEPS
+
+
+def _eval_cost(cfg) -> float:
+    """Seconds per evaluated sample of ``cfg``'s model (any batch size: the
+    evaluation runs in chunks of its own)."""
+    import numpy as np
+
+    from ..provenance import one_blas_thread
+
+    model, dim, classes, rng = _model(cfg)
+    n = min(EVAL_SAMPLES, model.eval_chunk)
+    xe = rng.random((n, dim)).astype(np.dtype(cfg.train.dtype))
+    ye = rng.integers(0, classes, n)
+    with one_blas_thread(), np.errstate(all="ignore"):
         model.evaluate(xe, ye)
         t0 = time.perf_counter()
         model.evaluate(xe, ye)
-        per_sample = (time.perf_counter() - t0) / len(xe)
-    return step, per_sample
+        return (time.perf_counter() - t0) / n
+
+
+EVAL_SAMPLES = 1024  # timed per model (a CNN's chunk, 256, when smaller)
 
 
 def seconds(points: list[Point], workers: int, plot: bool = True) -> float:
     """Estimated wall time of running ``points`` on ``workers`` processes
-    (``plot``: drawing each run's figure)."""
+    (``plot``: drawing each run's figure). Each distinct model is timed once
+    per batch size for its steps and once for its evaluation."""
     from ..config import steps_per_epoch
     from ..datasets import DataError, split_sizes
 
-    cache: dict[tuple, tuple[float, float]] = {}
+    steps_cache: dict[tuple, float] = {}
+    eval_cache: dict[tuple, float] = {}
     total = 0.0
     for p in points:
         cfg = p.config
-        key = (cfg.data.dataset, cfg.data.dim, cfg.data.classes, cfg.model, cfg.norm,
-               cfg.train.batch_size, cfg.train.dtype, cfg.train.optimizer, cfg.train.kernels)
-        if key not in cache:
-            cache[key] = _costs(cfg)
-        step, per_sample = cache[key]
+        model_key = (cfg.data.dataset, cfg.data.dim, cfg.data.classes, cfg.model, cfg.norm,
+                     cfg.train.dtype, cfg.train.kernels)
+        step_key = (*model_key, cfg.train.batch_size, cfg.train.optimizer)
+        if step_key not in steps_cache:
+            steps_cache[step_key] = _step_cost(cfg)
+        if model_key not in eval_cache:
+            eval_cache[model_key] = _eval_cost(cfg)
+        step, per_sample = steps_cache[step_key], eval_cache[model_key]
         try:
             sizes = split_sizes(cfg.data, fetch=False)
         except DataError:
