@@ -5,9 +5,9 @@ Convolution is im2col: the input's k x k windows are copied, through a
 strided view, into a (N, C*k*k, Ho*Wo) array laid out so that the copy runs
 along rows of the image, and one BLAS product per sample gives the output in
 NCHW directly. The backward pass is two more products per sample and k*k
-strided additions (col2im). On the numba kernels (stride 1, padding up to
-k - 1) the same steps run one sample at a time in compiled code, so that a
-sample's columns stay in cache instead of the batch's megabytes.
+strided additions (col2im). On the numba kernels (any stride, padding up
+to k - 1) the same steps run one sample at a time in compiled code, so that
+a sample's columns stay in cache instead of the batch's megabytes.
 """
 
 from __future__ import annotations
@@ -98,23 +98,32 @@ class _ConvWork:
 
 
 class _ConvFast:
-    """Conv2d's work arrays on the compiled path (stride 1, padding <= k - 1):
-    one sample's padded planes, columns and products, which stay in cache."""
+    """Conv2d's work arrays on the compiled path (padding <= k - 1): one
+    sample's columns and products, which stay in cache. Stride 1 takes the row
+    layout (padded planes, every output row Wr = W + p wide); other strides
+    plain (C*k*k, Ho*Wo) columns gathered from the unpadded input, whose
+    entries in the padding stay 0."""
 
     def __init__(self, layer: Conv2d, shape: tuple[int, ...], dtype: np.dtype, fn: int) -> None:
         N, C, H, W = shape
-        k, p, O = layer.kernel, layer.padding, layer.out_channels
-        Ho, Wo = out_size(H, k, 1, p), out_size(W, k, 1, p)
+        k, s, p, O = layer.kernel, layer.stride, layer.padding, layer.out_channels
+        Ho, Wo = out_size(H, k, s, p), out_size(W, k, s, p)
         if Ho < 1 or Wo < 1:
             raise ValueError(f"{layer!r}: input {H}x{W} is smaller than the kernel")
-        Wr, K = W + p, C * k * k
-        L = Ho * Wr
-        self.fn = fn
-        self.xp = np.zeros((C, (H + 2 * p + 1) * Wr), dtype=dtype)  # the border stays 0
-        self.dxp = np.empty_like(self.xp)
-        self.cols, self.dcols = np.empty((K, L), dtype=dtype), np.empty((K, L), dtype=dtype)
-        self.yw = np.empty((O, L), dtype=dtype)
-        self.dyw = np.zeros((O, L), dtype=dtype)  # the Wr - Wo extra columns stay 0
+        K = C * k * k
+        self.fn, self.rows = fn, s == 1
+        if self.rows:
+            Wr = W + p
+            L = Ho * Wr
+            self.xp = np.zeros((C, (H + 2 * p + 1) * Wr), dtype=dtype)  # the border stays 0
+            self.dxp = np.empty_like(self.xp)
+            self.cols = np.empty((K, L), dtype=dtype)
+            self.yw = np.empty((O, L), dtype=dtype)
+            self.dyw = np.zeros((O, L), dtype=dtype)  # the Wr - Wo extra columns stay 0
+        else:
+            L = Ho * Wo
+            self.cols = np.zeros((K, L), dtype=dtype)  # entries in the padding stay 0
+        self.dcols = np.empty((K, L), dtype=dtype)
         self.dwn, self.dWt = np.empty((K, O), dtype=dtype), np.empty((K, O), dtype=dtype)
         self.y = np.empty((N, O, Ho, Wo), dtype=dtype)
         self.dx = np.empty(shape, dtype=dtype)
@@ -240,14 +249,14 @@ class Conv2d(Layer):
 
     def _compiled_work(self, x: np.ndarray) -> _ConvFast | None:
         """The compiled path's work arrays for ``x``, or None where it does not
-        apply (a stride or padding outside the row layout, mixed or other
-        dtypes, a strided input, or no BLAS the kernels can call)."""
+        apply (padding beyond k - 1, mixed or other dtypes, a strided input,
+        or no BLAS the kernels can call)."""
         key = ("compiled", x.shape, x.dtype)
         if key not in self._work:
             from .backend import gemm_address
 
             W = self.params["W"]
-            fits = (self.stride == 1 and self.padding <= self.kernel - 1
+            fits = (self.padding <= self.kernel - 1
                     and x.dtype == W.dtype and x.dtype in (np.float32, np.float64))
             fn = gemm_address(x.dtype) if fits else None
             self._work[key] = None if fn is None else _ConvFast(self, x.shape, x.dtype, fn)
@@ -257,8 +266,12 @@ class Conv2d(Layer):
     def _forward_compiled(self, x: np.ndarray, f: _ConvFast) -> np.ndarray:
         W2 = self.params["W"].reshape(self.out_channels, -1)
         b = self.params["b"] if self._bias else f.no_bias
-        self.kernels.conv_forward(f.fn, x, W2, b, self._bias, self.kernel, self.padding, f.xp,
-                                  f.cols, f.yw, f.y)
+        if f.rows:
+            self.kernels.conv_forward(f.fn, x, W2, b, self._bias, self.kernel, self.padding,
+                                      f.xp, f.cols, f.yw, f.y)
+        else:
+            self.kernels.conv_forward_strided(f.fn, x, W2, b, self._bias, self.kernel,
+                                              self.stride, self.padding, f.cols, f.y)
         self._fast, f.x = f, x  # backward rebuilds the columns from x, unchanged until then
         return f.y
 
@@ -266,10 +279,16 @@ class Conv2d(Layer):
         C_out = self.out_channels
         W2 = self.params["W"].reshape(C_out, -1)
         db = self.grads["b"] if self._bias else f.no_bias
-        self.kernels.conv_backward(f.fn, f.x, np.ascontiguousarray(dy), W2, self.kernel,
-                                   self.padding, f.xp, f.cols, f.dyw, f.dwn, f.dWt,
-                                   self.grads["W"].reshape(C_out, -1), self._bias, db,
-                                   self.input_grad, f.dcols, f.dxp, f.dx)
+        dW2 = self.grads["W"].reshape(C_out, -1)
+        dy = np.ascontiguousarray(dy)
+        if f.rows:
+            self.kernels.conv_backward(f.fn, f.x, dy, W2, self.kernel, self.padding, f.xp,
+                                       f.cols, f.dyw, f.dwn, f.dWt, dW2, self._bias, db,
+                                       self.input_grad, f.dcols, f.dxp, f.dx)
+        else:
+            self.kernels.conv_backward_strided(f.fn, f.x, dy, W2, self.kernel, self.stride,
+                                               self.padding, f.cols, f.dwn, f.dWt, dW2,
+                                               self._bias, db, self.input_grad, f.dcols, f.dx)
         return f.dx if self.input_grad else None
 
     def __repr__(self) -> str:

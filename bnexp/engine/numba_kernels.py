@@ -3,12 +3,13 @@
 Each kernel does in one or two sweeps over memory what the NumPy engine does
 in several whole-array calls: batch norm forward on (N, C) rows or (N, C, L)
 images (statistics, normalization, running update and, fused, the ReLU after
-it) and backward (both sums and the input gradient in two sweeps), ReLU, 2x2
-max pooling, a Linear's bias gradient, softmax cross-entropy with its
-gradient, and the optimizer updates. Then the whole training pass of a plain
+it) and backward (both sums and the input gradient in two sweeps), ReLU, a
+residual block's addition (and, fused, the ReLU after it), 2x2 max pooling,
+a Linear's bias gradient, softmax cross-entropy with its gradient, and the
+optimizer updates. Then the whole training pass of a plain
 MLP as two functions that call NumPy's own BLAS for the matrix products
 (planned by ``numba_step``); elsewhere a Linear's products stay with NumPy.
-Last, convolution (stride 1, padding up to k - 1) one sample at a time:
+Last, convolution (any stride, padding up to k - 1) one sample at a time:
 im2col, the product through the same BLAS call, col2im.
 
 The NumPy engine is the reference: these kernels agree with it to float32
@@ -174,27 +175,21 @@ def bn_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbet
 def bn_nd_train_forward(x, gamma, beta, eps, relu, stats, sv, y, update, running, keep, c_mean,
                         c_var):
     """``bn_train_forward`` for x (N, C, L): statistics per channel over N and
-    L, each from eight float64 partial sums along L (vector lanes: a single
-    running sum would wait on each addition)."""
+    L, shifted by the channel's first value. The float64 sums run down the
+    batch for every (channel, position) at once, in (C, L) accumulators, and
+    then along L: the sweep down the batch reads x in order and vectorizes
+    (a single running sum per channel would wait on each addition)."""
     N, C, L = x.shape
-    acc = np.empty((2, 8), np.float64)
+    s, q = np.zeros((C, L), np.float64), np.zeros((C, L), np.float64)
+    for n in range(N):
+        for c in range(C):
+            shift, sc, qc = x[0, c, 0], s[c], q[c]
+            for i in range(L):
+                d = np.float64(x[n, c, i] - shift)
+                sc[i] += d
+                qc[i] += d * d
     for c in range(C):
-        shift = x[0, c, 0]
-        acc[:] = 0.0
-        for n in range(N):
-            row = x[n, c]
-            i = 0
-            while i + 8 <= L:
-                for k in range(8):
-                    d = np.float64(row[i + k] - shift)
-                    acc[0, k] += d
-                    acc[1, k] += d * d
-                i += 8
-            for i in range(i, L):
-                d = np.float64(row[i] - shift)
-                acc[0, 0] += d
-                acc[1, 0] += d * d
-        _set_stats(c, shift, acc[0].sum(), acc[1].sum(), N * L, gamma, eps, stats, sv)
+        _set_stats(c, x[0, c, 0], s[c].sum(), q[c].sum(), N * L, gamma, eps, stats, sv)
     if update:
         _update_running(running, stats, keep, c_mean, c_var)
     _normalize_nd(x, stats[0], sv, beta, relu, y)
@@ -225,48 +220,43 @@ def _normalize_nd(x, mean, sv, beta, relu, y):
 
 @njit(**_JIT)
 def bn_nd_backward(dy, x, relu, batch_stats, mean, var, beta, eps, sv, dgamma, dbeta, dx):
-    """``bn_backward`` for (N, C, L) inputs (sums over N and L per channel)."""
+    """``bn_backward`` for (N, C, L) inputs (sums over N and L per channel,
+    down the batch into (C, L) accumulators first, as the forward pass sums)."""
     N, C, L = dy.shape
     zero = dx.dtype.type(0)
-    acc = np.empty((2, 8), np.float64)
     M = N * L
-    for c in range(C):
-        m, v, b = mean[c], sv[c], beta[c]
-        acc[:] = 0.0
-        for n in range(N):
-            i = 0
-            while i + 8 <= L:
-                for k in range(8):
-                    xc = x[n, c, i + k] - m
-                    g = dy[n, c, i + k]
-                    if relu:
-                        g = g if xc * v + b > zero else zero
-                    acc[0, k] += g
-                    acc[1, k] += np.float64(g) * xc
-                i += 8
-            for i in range(i, L):
+    s1, s2 = np.zeros((C, L), np.float64), np.zeros((C, L), np.float64)
+    for n in range(N):
+        for c in range(C):
+            m, v, b, a1, a2 = mean[c], sv[c], beta[c], s1[c], s2[c]
+            for i in range(L):
                 xc = x[n, c, i] - m
                 g = dy[n, c, i]
-                if relu and not xc * v + b > zero:
-                    g = zero
-                acc[0, 0] += g
-                acc[1, 0] += np.float64(g) * xc
-        s1, s2 = acc[0].sum(), acc[1].sum()
+                if relu:  # the fused ReLU's mask, recomputed as the forward pass computed it
+                    g = g if xc * v + b > zero else zero
+                a1[i] += g
+                a2[i] += np.float64(g) * xc
+    a, cc = np.zeros(C, dx.dtype), np.zeros(C, dx.dtype)
+    for c in range(C):
+        t1, t2 = s1[c].sum(), s2[c].sum()
         vpe = np.float64(var[c]) + eps
-        dbeta[c] = s1
-        dgamma[c] = s2 / np.sqrt(vpe)
-        a = dx.dtype.type(-sv[c] * s2 / (M * vpe) if batch_stats else 0.0)
-        cc = dx.dtype.type(-sv[c] * s1 / M if batch_stats else 0.0)
-        for n in range(N):
+        dbeta[c] = t1
+        dgamma[c] = t2 / np.sqrt(vpe)
+        if batch_stats:
+            a[c] = -sv[c] * t2 / (M * vpe)
+            cc[c] = -sv[c] * t1 / M
+    for n in range(N):
+        for c in range(C):
+            m, v, b, ac, ccc = mean[c], sv[c], beta[c], a[c], cc[c]
             if relu:
                 for i in range(L):
                     xc = x[n, c, i] - m
                     g = dy[n, c, i] if xc * v + b > zero else zero
-                    dx[n, c, i] = v * g + a * xc + cc
+                    dx[n, c, i] = v * g + ac * xc + ccc
             else:
                 for i in range(L):
                     xc = x[n, c, i] - m
-                    dx[n, c, i] = v * dy[n, c, i] + a * xc + cc
+                    dx[n, c, i] = v * dy[n, c, i] + ac * xc + ccc
 
 
 @njit(**_JIT)
@@ -342,6 +332,21 @@ def relu_backward(dy, y, dx):
     df, yf, of = dy.reshape(n), y.reshape(n), dx.reshape(n)
     for i in range(n):
         of[i] = df[i] if yf[i] > 0 else 0
+
+
+@njit(**_JIT)
+def add_forward(a, b, relu, y):
+    """y = a + b, a residual block's two branches (same shape, C-contiguous);
+    with ``relu``, max(a + b, 0) as ``relu_forward`` takes it, in the same pass."""
+    n = y.size
+    af, bf, yf = a.reshape(n), b.reshape(n), y.reshape(n)
+    if relu:
+        for i in range(n):
+            v = af[i] + bf[i]
+            yf[i] = 0 if v < 0 else v
+    else:
+        for i in range(n):
+            yf[i] = af[i] + bf[i]
 
 
 @njit(**_JIT)
@@ -632,6 +637,117 @@ def conv_backward(fn, x, dy, W2, k, p, xp, cols, dyw, dwn, dWt, dW2, has_bias, d
                 src, dst = c * P + (h + p) * Wr + p, ((n * C + c) * H + h) * W
                 for w in range(W):
                     dxf[dst + w] = dxpf[src + w]
+    for o in range(O):
+        for q in range(Kc):
+            dW2[o, q] = dWt[q, o]
+        if has_bias:
+            db[o] = sums[o]
+
+
+# --- convolution: any stride, padding <= k - 1 (columns Ho*Wo wide) -------------
+#
+# Strided windows do not line up as contiguous runs of a row layout, so the
+# columns are the plain im2col ones, (C*k*k, Ho*Wo) per sample, gathered
+# straight from the unpadded input: a window position that falls in the
+# padding is never written, and stays 0 from the columns' allocation (it is
+# in the padding for every sample alike). The product then lands directly in
+# the sample's (O, Ho*Wo) output, and col2im adds straight into dx.
+
+@njit(**_JIT)
+def _span(count, s, off, size):
+    """The outputs o in [lo, hi) of ``count`` whose input position o*s + off
+    lies inside [0, size) (signed arithmetic: off may be negative)."""
+    lo = 0 if off >= 0 else (s - 1 - off) // s
+    last = size - 1 - off
+    hi = min(count, last // s + 1) if last >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@njit(**_JIT)
+def _im2col_strided(xf, n, C, H, W, k, s, p, Ho, Wo, cols):
+    """cols[(c*k + i)*k + j, h*Wo + w] = x[n, c, h*s + i - p, w*s + j - p] where
+    that lies inside the image (xf: x flat); the rest of cols is left as it is."""
+    L = Ho * Wo
+    for i in range(k):
+        h0, h1 = _span(Ho, s, i - p, H)
+        for j in range(k):
+            w0, w1 = _span(Wo, s, j - p, W)
+            run, us = u(w1 - w0), u(s)
+            for c in range(C):
+                row = ((c * k + i) * k + j) * L
+                for h in range(h0, h1):
+                    src = u(((n * C + c) * H + h * s + i - p) * W + w0 * s + j - p)
+                    dst = u(row + h * Wo + w0)
+                    for t in range(run):
+                        cols[dst + t] = xf[src + t * us]
+
+
+@njit(**_JIT)
+def conv_forward_strided(fn, x, W2, b, has_bias, k, s, p, cols, y):
+    """y (N, O, Ho, Wo) = the convolution of x (N, C, H, W) with W2 (O, C*k*k)
+    at stride s, plus b; cols (C*k*k, Ho*Wo) must start as zeros."""
+    N, O, Ho, Wo = y.shape
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    L, Kc = Ho * Wo, W2.shape[1]
+    xf, yf, colf, size = x.ravel(), y.ravel(), cols.ravel(), y.itemsize
+    for n in range(N):
+        _im2col_strided(xf, n, C, H, W, k, s, p, Ho, Wo, colf)
+        _gemm_call(fn, _NO_TRANS, _NO_TRANS, O, L, Kc, y.dtype.type(1.0), W2.ctypes.data, Kc,
+                   cols.ctypes.data, L, y.ctypes.data + u(n * O * L * size), L)
+        if has_bias:
+            for o in range(O):
+                start = (n * O + o) * L
+                for r in range(L):
+                    yf[start + r] = yf[start + r] + b[o]
+
+
+@njit(**_JIT)
+def conv_backward_strided(fn, x, dy, W2, k, s, p, cols, dwn, dWt, dW2, has_bias, db, input_grad,
+                          dcols, dx):
+    """The strided ``conv_backward``: dW2 (O, C*k*k) as the sum over samples of
+    columns[n] @ dy[n].T (computed transposed, in dWt, in sample order); db
+    in float64; with ``input_grad``, dx (N, C, H, W) by col2im of W2.T @ dy[n],
+    each window offset (i, j) added in turn, as the NumPy engine adds them."""
+    N, O, Ho, Wo = dy.shape
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    L, Kc = Ho * Wo, W2.shape[1]
+    xf, dyf, dxf, colf, dcolf = x.ravel(), dy.ravel(), dx.ravel(), cols.ravel(), dcols.ravel()
+    dWtf, dwnf = dWt.ravel(), dwn.ravel()
+    one, size = dy.dtype.type(1.0), dy.itemsize
+    sums = np.zeros(O)
+    for n in range(N):
+        at = dy.ctypes.data + u(n * O * L * size)  # the sample's (O, L) gradient
+        if has_bias:
+            for o in range(O):
+                acc, start = 0.0, (n * O + o) * L
+                for r in range(L):
+                    acc += dyf[start + r]
+                sums[o] += acc
+        _im2col_strided(xf, n, C, H, W, k, s, p, Ho, Wo, colf)
+        target = dWt if n == 0 else dwn
+        _gemm_call(fn, _NO_TRANS, _TRANS, Kc, O, L, one, cols.ctypes.data, L, at, L,
+                   target.ctypes.data, O)
+        if n > 0:
+            for q in range(Kc * O):
+                dWtf[q] = dWtf[q] + dwnf[q]
+        if not input_grad:
+            continue
+        _gemm_call(fn, _TRANS, _NO_TRANS, Kc, L, O, one, W2.ctypes.data, Kc, at, L,
+                   dcols.ctypes.data, L)
+        base = n * C * H * W
+        dxf[base:base + C * H * W] = 0
+        for c in range(C):
+            for i in range(k):
+                h0, h1 = _span(Ho, s, i - p, H)
+                for j in range(k):
+                    w0, w1 = _span(Wo, s, j - p, W)
+                    run, us = u(w1 - w0), u(s)
+                    row = ((c * k + i) * k + j) * L
+                    for h in range(h0, h1):
+                        dst = u(base + (c * H + h * s + i - p) * W + w0 * s + j - p)
+                        src = u(row + h * Wo + w0)
+                        for t in range(run):
+                            dxf[dst + t * us] += dcolf[src + t]
     for o in range(O):
         for q in range(Kc):
             dW2[o, q] = dWt[q, o]

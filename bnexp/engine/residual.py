@@ -83,16 +83,32 @@ class Shortcut(_Marker):
 
 class Add(_Marker):
     """End of a block: the body's output plus the shortcut's (x itself, or the
-    projection's output when ``projection``). Shapes must agree."""
+    projection's output when ``projection``). Shapes must agree. On the
+    compiled kernels the sum is one kernel pass, and ``forward_relu`` adds the
+    ReLU that ends a block in the same pass (the same numbers as the two
+    layers one after the other)."""
 
-    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+    def _other(self, x: np.ndarray) -> np.ndarray:
+        """The other branch's output, checked against ``x``."""
         other = self._kept("body" if self.projection else "x")
         if other.shape != x.shape:
-            raise ValueError(f"{self!r}: the body gives {other.shape if self.projection else x.shape}"
-                             f" but the shortcut {x.shape if self.projection else other.shape}; "
-                             "a block that changes the shape needs a projection")
+            body, short = (other, x) if self.projection else (x, other)
+            raise ValueError(f"{self!r}: the body gives {body.shape} but the shortcut "
+                             f"{short.shape}; a block that changes the shape needs a projection")
+        return other
+
+    def _compiled(self, x: np.ndarray, other: np.ndarray) -> bool:
+        return (self.kernels is not None and x.dtype == other.dtype
+                and x.flags.c_contiguous and other.flags.c_contiguous)
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        self._relu_y = None
+        other = self._other(x)
         y = self._buf("y", x.shape, np.result_type(x.dtype, other.dtype))
-        np.add(x, other, out=y)
+        if self._compiled(x, other):
+            self.kernels.add_forward(x, other, False, y)
+        else:
+            np.add(x, other, out=y)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -101,6 +117,27 @@ class Add(_Marker):
         else:
             self.junction.dx = dy  # the identity shortcut's gradient at x
         return dy
+
+    def forward_relu(self, x: np.ndarray, train: bool, relu: Layer) -> np.ndarray:
+        """``relu.forward(self.forward(x, train))``, as one kernel pass where the
+        compiled kernels take the arrays (then the output is kept for the mask)."""
+        other = self._other(x)
+        if not self._compiled(x, other):
+            self._relu_y = None
+            return relu.forward(self.forward(x, train), train)
+        y = self._relu_y = self._buf("relu_y", x.shape, x.dtype)
+        self.kernels.add_forward(x, other, True, y)
+        return y
+
+    def backward_relu(self, dy: np.ndarray, relu: Layer) -> np.ndarray:
+        """The backward pass of ``forward_relu``: the ReLU's mask from the kept
+        output (y > 0 exactly where the sum is), then the addition's."""
+        y = getattr(self, "_relu_y", None)
+        if y is None:
+            return self.backward(relu.backward(dy))
+        dx = self._buf("relu_dx", y.shape, y.dtype)
+        self.kernels.relu_backward(np.ascontiguousarray(dy), y, dx)
+        return self.backward(dx)
 
     def __repr__(self) -> str:
         return f"Add(projection={self.projection})"
