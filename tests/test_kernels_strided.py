@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 import pytest
 from gradcheck import check_layer
+from test_kernels import conv_pair
 
 from bnexp.engine import Conv2d, ReLU, make_optimizer
 from bnexp.engine.backend import load
@@ -34,17 +35,6 @@ def close(ref, got, dtype, tol=None):
     assert err <= (tol or TOL[dtype]), err
 
 
-def conv_pair(C, O, k, s, p, bias, dtype):
-    """Two Conv2d layers with the same weights and (random) bias: NumPy's and the kernels'."""
-    ref = Conv2d(C, O, k, s, p, bias, rng=np.random.default_rng(3), dtype=dtype)
-    fast = Conv2d(C, O, k, s, p, bias, rng=np.random.default_rng(3), dtype=dtype)
-    fast.kernels = K
-    if bias:
-        ref.params["b"][...] = np.random.default_rng(4).standard_normal(O)
-        fast.params["b"][...] = ref.params["b"]
-    return ref, fast
-
-
 # (kernel, padding) for every padding the compiled path takes: 0 .. k - 1.
 KERNEL_PADDING = [(k, p) for k in (1, 3, 5) for p in range(k)]
 
@@ -60,7 +50,7 @@ def test_the_compiled_convolution_agrees_with_numpy(dtype, hw, stride, k, p, bia
     keep their work arrays (the padding's zero columns among them), so the
     second batch must not see the first's, and the third has another size."""
     C, O = 3, 4
-    ref, fast = conv_pair(C, O, k, stride, p, bias, dtype)
+    ref, fast = conv_pair(C, O, k, p, bias, dtype, stride=stride)
     ref.input_grad = fast.input_grad = input_grad
     rng = np.random.default_rng(8)
     for n in (2, 2, 3):
@@ -88,7 +78,7 @@ def test_the_compiled_convolution_agrees_with_numpy(dtype, hw, stride, k, p, bia
 ])
 def test_the_strided_kernels_gradients_pass_the_finite_difference_check(geometry):
     N, C, H, W, O, k, s, p, bias = geometry
-    _, layer = conv_pair(C, O, k, s, p, bias, np.float64)
+    _, layer = conv_pair(C, O, k, p, bias, np.float64, stride=s)
     rng = np.random.default_rng(10)
     errors = check_layer(layer, rng.standard_normal((N, C, H, W)), rng)
     assert layer._fast is not None
@@ -99,7 +89,7 @@ def test_the_strided_kernels_gradients_pass_the_finite_difference_check(geometry
     (2, 1, True), (3, 2, True), (2, 0, True), (2, 3, False),  # padding k: NumPy's code
 ])
 def test_strided_convolutions_take_the_compiled_path(stride, padding, compiled):
-    _, fast = conv_pair(2, 3, 3, stride, padding, True, np.float32)
+    _, fast = conv_pair(2, 3, 3, padding, True, np.float32, stride=stride)
     x = np.random.default_rng(9).standard_normal((2, 2, 9, 9)).astype(np.float32)
     fast.forward(x, True)
     assert (fast._fast is not None) == compiled

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from test_torch_parity_conv import compare
 
 from bnexp import config
 from bnexp.engine import AvgPool2d, Conv2d, MaxPool2d, make_optimizer
@@ -253,16 +254,8 @@ def test_strided_and_padded_convolutions_match_torch(k, s, p, size):
         theirs.weight.copy_(torch.tensor(ours.params["W"]))
         theirs.bias.copy_(torch.tensor(ours.params["b"]))
     x = rng.standard_normal((3, 3, *size))
-    y = ours.forward(x, True).copy()
-    dy = rng.standard_normal(y.shape)
-    dx = ours.backward(dy).copy()
-    xt = torch.tensor(x, requires_grad=True)
-    yt = theirs(xt)
-    yt.backward(torch.tensor(dy))
-    np.testing.assert_allclose(y, yt.detach().numpy(), **TOL)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL)
-    np.testing.assert_allclose(ours.grads["W"], theirs.weight.grad.numpy(), **TOL)
-    np.testing.assert_allclose(ours.grads["b"], theirs.bias.grad.numpy(), **TOL)
+    dy = rng.standard_normal(ours.forward(x, True).shape)
+    compare(ours, theirs, x, dy, True, [("W", theirs.weight), ("b", theirs.bias)])
 
 
 @pytest.mark.parametrize("k,s,size", [(2, 2, (9, 7)), (3, 2, (11, 10)), (3, 1, (5, 7)),
@@ -272,14 +265,7 @@ def test_pools_with_their_own_stride_match_torch(k, s, size):
     x = rng.standard_normal((2, 3, *size))
     for ours, fn in ((MaxPool2d(k, s), lambda t: F.max_pool2d(t, k, s)),
                      (AvgPool2d(k, s), lambda t: F.avg_pool2d(t, k, s))):
-        y = ours.forward(x, True).copy()
-        dy = rng.standard_normal(y.shape)
-        dx = ours.backward(dy).copy()
-        xt = torch.tensor(x, requires_grad=True)
-        yt = fn(xt)
-        yt.backward(torch.tensor(dy))
-        np.testing.assert_allclose(y, yt.detach().numpy(), **TOL)
-        np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL)
+        compare(ours, fn, x, rng.standard_normal(ours.forward(x, True).shape), True)
 
 
 # --- initializations ----------------------------------------------------------------

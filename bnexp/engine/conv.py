@@ -17,14 +17,13 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..shapes import conv_out
 from .layers import Layer, draw_bias, draw_weights
 
 __all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten", "out_size"]
 
 
-def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length along one spatial axis (PyTorch's floor mode)."""
-    return (size + 2 * padding - kernel) // stride + 1
+out_size = conv_out  # output length along one spatial axis (PyTorch's floor mode)
 
 
 def _windows(xp: np.ndarray, k: int, s: int, Ho: int, Wo: int) -> np.ndarray:
